@@ -1,0 +1,195 @@
+//! Image kinds: their file names and magic numbers (CRIU's values, so `crit` knows them).
+
+/// Second word of every image except `inventory.img`, raw images and service files.
+pub const IMG_COMMON_MAGIC: u32 = 0x5456_4319;
+/// Leading word of service files (`stats-dump`, `stats-restore`).
+pub const IMG_SERVICE_MAGIC: u32 = 0x5510_5940;
+
+/// The kinds of image file stasis reads or writes.
+///
+/// Only kinds we produce are listed; adding one is adding its file name and magic here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ImageKind {
+    /// `inventory.img`: format version, root ids, dump options.
+    Inventory,
+    /// `pstree.img`: every process with its pid, ppid, pgid, sid and threads.
+    Pstree,
+    /// `core-TID.img`: one per thread: registers, task and thread state.
+    Core,
+    /// `ids-PID.img`: which kernel objects (mm, files, fs, sighand, namespaces) a task uses.
+    Ids,
+    /// `mm-PID.img`: the address space: vmas, mm fields, auxv.
+    Mm,
+    /// `pagemap-PID.img`: which pages of the address space are in the pages image.
+    Pagemap,
+    /// `pagemap-shmem-SHMID.img`: which pages of a shared anonymous object are stored.
+    ShmemPagemap,
+    /// `pages-N.img`: raw page contents, no magic.
+    Pages,
+    /// `files.img`: every open file description of the tree, by id.
+    Files,
+    /// `fdinfo-N.img`: the fd table N: which fd number points to which file id.
+    Fdinfo,
+    /// `fs-PID.img`: cwd, root and umask.
+    Fs,
+    /// `tty-info.img`: terminals.
+    TtyInfo,
+    /// `seccomp.img`: seccomp filters.
+    Seccomp,
+    /// `stats-dump` / `stats-restore`: timing and counters (service file).
+    Stats,
+}
+
+impl ImageKind {
+    /// Every kind, for decoders that identify a file by its magic.
+    pub const ALL: [ImageKind; 14] = [
+        ImageKind::Inventory,
+        ImageKind::Pstree,
+        ImageKind::Core,
+        ImageKind::Ids,
+        ImageKind::Mm,
+        ImageKind::Pagemap,
+        ImageKind::ShmemPagemap,
+        ImageKind::Pages,
+        ImageKind::Files,
+        ImageKind::Fdinfo,
+        ImageKind::Fs,
+        ImageKind::TtyInfo,
+        ImageKind::Seccomp,
+        ImageKind::Stats,
+    ];
+
+    /// The kind's own magic (the second word of the file, or the first for inventory).
+    /// Raw images have none (0).
+    pub const fn magic(self) -> u32 {
+        match self {
+            ImageKind::Inventory => 0x5831_3116,
+            ImageKind::Pstree => 0x5027_3030,
+            ImageKind::Core => 0x5505_3847,
+            ImageKind::Ids => 0x5443_2030,
+            ImageKind::Mm => 0x5749_2820,
+            ImageKind::Pagemap | ImageKind::ShmemPagemap => 0x5608_4025,
+            ImageKind::Pages => 0,
+            ImageKind::Files => 0x5630_3138,
+            ImageKind::Fdinfo => 0x5621_3732,
+            ImageKind::Fs => 0x5140_3912,
+            ImageKind::TtyInfo => 0x5945_3036,
+            ImageKind::Seccomp => 0x6441_3049,
+            ImageKind::Stats => 0x5709_3306,
+        }
+    }
+
+    /// The word that precedes the kind's magic, if any.
+    pub const fn leading_magic(self) -> Option<u32> {
+        match self {
+            ImageKind::Inventory | ImageKind::Pages => None,
+            ImageKind::Stats => Some(IMG_SERVICE_MAGIC),
+            _ => Some(IMG_COMMON_MAGIC),
+        }
+    }
+
+    /// A short upper-case name, as `crit` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ImageKind::Inventory => "INVENTORY",
+            ImageKind::Pstree => "PSTREE",
+            ImageKind::Core => "CORE",
+            ImageKind::Ids => "IDS",
+            ImageKind::Mm => "MM",
+            ImageKind::Pagemap | ImageKind::ShmemPagemap => "PAGEMAP",
+            ImageKind::Pages => "PAGES",
+            ImageKind::Files => "FILES",
+            ImageKind::Fdinfo => "FDINFO",
+            ImageKind::Fs => "FS",
+            ImageKind::TtyInfo => "TTY_INFO",
+            ImageKind::Seccomp => "SECCOMP",
+            ImageKind::Stats => "STATS",
+        }
+    }
+
+    /// Whether the file name carries a number (`core-1234.img`) or not (`pstree.img`).
+    pub const fn is_per_id(self) -> bool {
+        matches!(
+            self,
+            ImageKind::Core
+                | ImageKind::Ids
+                | ImageKind::Mm
+                | ImageKind::Pagemap
+                | ImageKind::ShmemPagemap
+                | ImageKind::Pages
+                | ImageKind::Fdinfo
+                | ImageKind::Fs
+        )
+    }
+
+    /// The file name of this kind for `id` (ignored by kinds that are not per id).
+    pub fn file_name(self, id: u64) -> String {
+        match self {
+            ImageKind::Inventory => "inventory.img".into(),
+            ImageKind::Pstree => "pstree.img".into(),
+            ImageKind::Core => format!("core-{id}.img"),
+            ImageKind::Ids => format!("ids-{id}.img"),
+            ImageKind::Mm => format!("mm-{id}.img"),
+            ImageKind::Pagemap => format!("pagemap-{id}.img"),
+            ImageKind::ShmemPagemap => format!("pagemap-shmem-{id}.img"),
+            ImageKind::Pages => format!("pages-{id}.img"),
+            ImageKind::Files => "files.img".into(),
+            ImageKind::Fdinfo => format!("fdinfo-{id}.img"),
+            ImageKind::Fs => format!("fs-{id}.img"),
+            ImageKind::TtyInfo => "tty-info.img".into(),
+            ImageKind::Seccomp => "seccomp.img".into(),
+            // Service files have no .img suffix; the dump one is the one we write.
+            ImageKind::Stats => "stats-dump".into(),
+        }
+    }
+
+    /// Identifies a kind from the first two words of a file (for `stasis show`).
+    pub fn from_magics(first: u32, second: Option<u32>) -> Option<ImageKind> {
+        if first == ImageKind::Inventory.magic() {
+            return Some(ImageKind::Inventory);
+        }
+        let lead = first;
+        let own = second?;
+        ImageKind::ALL.into_iter().find(|k| {
+            k.leading_magic() == Some(lead) && k.magic() == own && *k != ImageKind::ShmemPagemap
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magics_identify_kinds() {
+        for kind in ImageKind::ALL {
+            let Some(lead) = kind.leading_magic() else {
+                continue;
+            };
+            let found = ImageKind::from_magics(lead, Some(kind.magic()));
+            // Both pagemap kinds share one magic, as in CRIU.
+            let expected = if kind == ImageKind::ShmemPagemap {
+                ImageKind::Pagemap
+            } else {
+                kind
+            };
+            assert_eq!(found, Some(expected), "{kind:?}");
+        }
+        assert_eq!(
+            ImageKind::from_magics(0x5831_3116, None),
+            Some(ImageKind::Inventory)
+        );
+        assert_eq!(
+            ImageKind::from_magics(IMG_COMMON_MAGIC, Some(0xdead_beef)),
+            None
+        );
+    }
+
+    #[test]
+    fn file_names_follow_criu() {
+        assert_eq!(ImageKind::Core.file_name(42), "core-42.img");
+        assert_eq!(ImageKind::ShmemPagemap.file_name(7), "pagemap-shmem-7.img");
+        assert_eq!(ImageKind::Pstree.file_name(0), "pstree.img");
+        assert_eq!(ImageKind::Stats.file_name(0), "stats-dump");
+    }
+}

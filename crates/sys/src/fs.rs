@@ -1,0 +1,131 @@
+//! File descriptors: opening with exact flags, placing at exact numbers, querying.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::{Errno, Result};
+
+fn cstr(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))
+}
+
+/// `open(path, flags, mode)`, returning an owned fd.
+pub fn open(path: &Path, flags: i32, mode: u32) -> Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let fd = unsafe { libc::open(c.as_ptr(), flags, mode) };
+    let fd = Errno::result(fd.into())? as RawFd;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Duplicates `fd` onto exactly `target` (closing what was there), with O_CLOEXEC if
+/// `cloexec`. Returns nothing: the new fd is owned by whoever will use that number.
+pub fn dup_to(fd: BorrowedFd<'_>, target: RawFd, cloexec: bool) -> Result<()> {
+    if fd.as_raw_fd() == target {
+        return set_cloexec(target, cloexec);
+    }
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 only manipulates the fd table; `target` is a number the caller
+    // reserved for this purpose.
+    let r = unsafe { libc::dup3(fd.as_raw_fd(), target, flags) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Moves `fd` to the lowest free number at or above `min` (F_DUPFD_CLOEXEC) and closes
+/// the original.
+pub fn move_above(fd: OwnedFd, min: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer argument.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    let new = Errno::result(r.into())? as RawFd;
+    drop(fd);
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Sets or clears FD_CLOEXEC on `fd`.
+pub fn set_cloexec(fd: RawFd, cloexec: bool) -> Result<()> {
+    let flag = if cloexec { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: F_SETFD takes an integer argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, flag) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Sets the file status flags (F_SETFL: O_APPEND, O_NONBLOCK, O_ASYNC, O_DIRECT, O_NOATIME).
+pub fn set_status_flags(fd: BorrowedFd<'_>, flags: i32) -> Result<()> {
+    // SAFETY: F_SETFL takes an integer argument.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Sets the file position.
+pub fn seek_to(fd: BorrowedFd<'_>, pos: u64) -> Result<()> {
+    // SAFETY: lseek takes integers.
+    let r = unsafe { libc::lseek64(fd.as_raw_fd(), pos as i64, libc::SEEK_SET) };
+    Errno::result(r as libc::c_long).map(drop)
+}
+
+/// `fstat` of an fd.
+pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat64> {
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`.
+    let r = unsafe { libc::fstat64(fd.as_raw_fd(), &mut st) };
+    Errno::result(r.into()).map(|_| st)
+}
+
+/// `stat` of a path (following symlinks).
+pub fn stat(path: &Path) -> Result<libc::stat64> {
+    let c = cstr(path)?;
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated; stat writes only into `st`.
+    let r = unsafe { libc::stat64(c.as_ptr(), &mut st) };
+    Errno::result(r.into()).map(|_| st)
+}
+
+/// Closes every fd in `[first, last]` except those the caller still owns as Rust objects.
+///
+/// # Safety
+/// No `OwnedFd`/`File` of ours may hold a number in the range.
+pub unsafe fn close_range(first: u32, last: u32) -> Result<()> {
+    // SAFETY: the caller guarantees no Rust owner refers to these fds.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// Changes the working directory to the directory open at `fd`.
+pub fn fchdir(fd: BorrowedFd<'_>) -> Result<()> {
+    // SAFETY: integer argument.
+    Errno::result(unsafe { libc::fchdir(fd.as_raw_fd()) }.into()).map(drop)
+}
+
+/// Changes the root directory to `path` (relative to the current root).
+pub fn chroot(path: &Path) -> Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    Errno::result(unsafe { libc::chroot(c.as_ptr()) }.into()).map(drop)
+}
+
+/// The highest fd number the process may use (RLIMIT_NOFILE soft limit - 1).
+pub fn max_fd() -> RawFd {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: writes only into `lim`.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if r != 0 {
+        1023
+    } else {
+        (lim.rlim_cur.min(1 << 20) as RawFd) - 1
+    }
+}
+
+/// Whether fd `fd` is open in the calling process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}

@@ -1,0 +1,31 @@
+//! Every kernel interface stasis uses, wrapped once.
+//!
+//! All `unsafe` code of stasis (besides the no_std restorer blob) lives in this crate; each
+//! block carries a safety comment saying why it holds. The other crates are `#![forbid(unsafe_code)]` and reach
+//! the kernel only through the safe functions here. Modules follow the kernel's vocabulary:
+//!
+//! - [`ptrace`]: seizing, interrupting, register sets, signal state, syscall injection.
+//! - [`mem`]: local memory management, `process_vm_readv`, `PAGEMAP_SCAN`.
+//! - [`process`]: `clone3` with `set_tid`, pidfds, waiting, `prctl`, credentials.
+//! - [`signal`]: signal masks and actions of the calling process.
+//! - [`fs`]: file descriptors: open, dup, fcntl, stat.
+//! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
+//! - [`abi`]: kernel ABI constants and structures that the libc crate lacks.
+//! - [`cpu`]: CPUID and XSAVE layout facts.
+
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod cpu;
+mod errno;
+pub mod fs;
+pub mod mem;
+pub mod proc;
+pub mod process;
+pub mod ptrace;
+pub mod signal;
+
+pub use errno::{Errno, Result};
+
+/// A process or thread id, as the kernel numbers it.
+pub type Pid = i32;

@@ -1,0 +1,297 @@
+//! Memory: other processes' memory (`process_vm_readv`, `PAGEMAP_SCAN`) and our own
+//! mappings (`mmap`, `mremap`, `madvise`).
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::abi::{self, PageRegion, PmScanArg};
+use crate::{Errno, Pid, Result};
+
+/// Plain data that any byte pattern is a valid value of, so it can be read from another
+/// process's memory or a file.
+///
+/// # Safety
+/// Implementors must be `repr(C)` (or primitive) with no padding-dependent invariants and
+/// no pointers or references: every bit pattern must be a valid value.
+pub unsafe trait Pod: Copy + 'static {}
+
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for u8 {}
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for u32 {}
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for u64 {}
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for i32 {}
+// SAFETY: integers accept every bit pattern.
+unsafe impl Pod for i64 {}
+// SAFETY: arrays of integers accept every bit pattern.
+unsafe impl Pod for [u8; 128] {}
+// SAFETY: repr(C) struct of u64 fields only.
+unsafe impl Pod for abi::KernelSigaction {}
+// SAFETY: repr(C) struct of integer fields only.
+unsafe impl Pod for abi::StackT {}
+// SAFETY: repr(C) struct of integer fields only.
+unsafe impl Pod for abi::Itimerval {}
+// SAFETY: repr(C) struct of integer fields only.
+unsafe impl Pod for abi::UserRegs {}
+
+/// The bytes of a plain-data value.
+pub fn bytes_of<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: T is Pod (no padding with invariants, no pointers); the slice covers exactly
+    // the value's storage and borrows it.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A plain-data value from bytes (which must be at least `size_of::<T>()` long).
+pub fn from_bytes<T: Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: T is Pod, so any bytes form a valid T; the length was checked above and
+    // read_unaligned copes with the buffer's alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Reads `local.len()` bytes at `remote` in process `pid` into `local`.
+/// Returns the number of bytes read (short at the first unreadable page).
+pub fn read_process(pid: Pid, remote: u64, local: &mut [u8]) -> Result<usize> {
+    let liov = libc::iovec {
+        iov_base: local.as_mut_ptr().cast(),
+        iov_len: local.len(),
+    };
+    let riov = libc::iovec {
+        iov_base: remote as *mut libc::c_void,
+        iov_len: local.len(),
+    };
+    // SAFETY: the local iovec covers `local`, which we borrow mutably; the remote iovec is
+    // only interpreted in the other process.
+    let r = unsafe { libc::process_vm_readv(pid, &liov, 1, &riov, 1, 0) };
+    Errno::result(r as libc::c_long).map(|n| n as usize)
+}
+
+/// Reads a plain-data value at `remote` in process `pid`.
+pub fn read_remote<T: Pod>(pid: Pid, remote: u64) -> Result<T> {
+    let mut buf = vec![0u8; size_of::<T>()];
+    let n = read_process(pid, remote, &mut buf)?;
+    if n != buf.len() {
+        return Err(Errno(libc::EFAULT));
+    }
+    from_bytes(&buf).ok_or(Errno(libc::EFAULT))
+}
+
+/// Writes `data` at `remote` in process `pid`.
+pub fn write_process(pid: Pid, remote: u64, data: &[u8]) -> Result<()> {
+    let liov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let riov = libc::iovec {
+        iov_base: remote as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: the local iovec covers `data`, which is only read; the remote iovec is only
+    // interpreted in the other process.
+    let r = unsafe { libc::process_vm_writev(pid, &liov, 1, &riov, 1, 0) };
+    let n = Errno::result(r as libc::c_long)? as usize;
+    if n != data.len() {
+        Err(Errno(libc::EFAULT))
+    } else {
+        Ok(())
+    }
+}
+
+/// One remote range to copy into a local buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteRange {
+    /// Start address in the other process.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// The most iovecs one `process_vm_readv` call takes (UIO_MAXIOV).
+pub const IOV_MAX: usize = 1024;
+
+/// Copies the remote `ranges` (at most [`IOV_MAX`]) of process `pid` back to back into
+/// `local`, in one system call. Returns the bytes copied, which is short if a page went
+/// away under us.
+pub fn read_process_ranges(pid: Pid, ranges: &[RemoteRange], local: &mut [u8]) -> Result<usize> {
+    let total: u64 = ranges.iter().map(|r| r.len).sum();
+    if ranges.len() > IOV_MAX || total > local.len() as u64 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let riov: Vec<libc::iovec> = ranges
+        .iter()
+        .map(|r| libc::iovec {
+            iov_base: r.addr as *mut libc::c_void,
+            iov_len: r.len as usize,
+        })
+        .collect();
+    let liov = libc::iovec {
+        iov_base: local.as_mut_ptr().cast(),
+        iov_len: total as usize,
+    };
+    // SAFETY: the local iovec covers the first `total` bytes of `local` (checked above);
+    // the remote iovecs are only interpreted in the other process.
+    let r = unsafe { libc::process_vm_readv(pid, &liov, 1, riov.as_ptr(), riov.len() as _, 0) };
+    Errno::result(r as libc::c_long).map(|n| n as usize)
+}
+
+/// A PAGEMAP_SCAN query: which pages count, which categories to report.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanQuery {
+    /// Categories whose sense is inverted before matching (to require "not X").
+    pub inverted: u64,
+    /// Categories that must all match.
+    pub required: u64,
+    /// Categories of which at least one must match (0: no such condition).
+    pub any_of: u64,
+    /// Categories to report for each run.
+    pub report: u64,
+}
+
+impl ScanQuery {
+    /// Pages that hold data of their own in a private mapping: present or swapped, not
+    /// the shared zero page, and not an unmodified page of a mapped file.
+    pub const PRIVATE_DATA: ScanQuery = ScanQuery {
+        inverted: abi::PAGE_IS_PFNZERO | abi::PAGE_IS_FILE,
+        required: abi::PAGE_IS_PFNZERO | abi::PAGE_IS_FILE,
+        any_of: abi::PAGE_IS_PRESENT | abi::PAGE_IS_SWAPPED,
+        report: abi::PAGE_IS_PRESENT | abi::PAGE_IS_SWAPPED | abi::PAGE_IS_HUGE,
+    };
+}
+
+/// Runs PAGEMAP_SCAN over `[start, end)` on an open `/proc/PID/pagemap`, appending the
+/// matching runs to `out`. Uses `buf` as the kernel's output vector.
+pub fn pagemap_scan(
+    pagemap: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    query: ScanQuery,
+    buf: &mut Vec<PageRegion>,
+    out: &mut Vec<PageRegion>,
+) -> Result<()> {
+    if buf.is_empty() {
+        buf.resize(1024, PageRegion::default());
+    }
+    let mut pos = start;
+    while pos < end {
+        let mut arg = PmScanArg {
+            size: size_of::<PmScanArg>() as u64,
+            flags: 0,
+            start: pos,
+            end,
+            walk_end: 0,
+            vec: buf.as_mut_ptr() as u64,
+            vec_len: buf.len() as u64,
+            max_pages: 0,
+            category_inverted: query.inverted,
+            category_mask: query.required,
+            category_anyof_mask: query.any_of,
+            return_mask: query.report,
+        };
+        // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points at `buf`, with `vec_len`
+        // entries of page_region that the kernel may fill.
+        let n = unsafe { libc::ioctl(pagemap.as_raw_fd(), abi::PAGEMAP_SCAN as _, &raw mut arg) };
+        let n = Errno::result(libc::c_long::from(n))? as usize;
+        out.extend_from_slice(&buf[..n.min(buf.len())]);
+        if arg.walk_end <= pos {
+            break;
+        }
+        pos = arg.walk_end;
+    }
+    Ok(())
+}
+
+/// Maps memory in the calling process (`mmap`). Returns the address.
+pub fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, offset: u64) -> Result<u64> {
+    // SAFETY: mapping memory does not touch existing Rust objects unless MAP_FIXED replaces
+    // them; callers pass MAP_FIXED only inside areas they reserved themselves.
+    let r = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len as usize,
+            prot,
+            flags,
+            fd,
+            offset as i64,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        Err(Errno::last())
+    } else {
+        Ok(r as u64)
+    }
+}
+
+/// Unmaps memory in the calling process.
+///
+/// # Safety
+/// No live Rust reference may point into `[addr, addr + len)`.
+pub unsafe fn munmap(addr: u64, len: u64) -> Result<()> {
+    // SAFETY: the caller guarantees nothing of ours lives in the range.
+    let r = unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Changes protection of our own memory.
+///
+/// # Safety
+/// Removing access must not break live Rust references into the range.
+pub unsafe fn mprotect(addr: u64, len: u64, prot: i32) -> Result<()> {
+    // SAFETY: the caller guarantees the range holds no references that need the access.
+    let r = unsafe { libc::mprotect(addr as *mut libc::c_void, len as usize, prot) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Gives advice about our own memory; `advice` must not discard contents that Rust code
+/// still uses (MADV_DONTNEED and friends are not accepted here).
+pub fn madvise(addr: u64, len: u64, advice: i32) -> Result<()> {
+    if matches!(
+        advice,
+        libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE
+    ) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: the advice values accepted here do not change memory contents.
+    let r = unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, advice) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// A writable view of memory we mapped ourselves at a raw address (premapped areas being
+/// filled during restore).
+///
+/// # Safety
+/// `[addr, addr + len)` must be mapped readable and writable in this process, owned by the
+/// caller, and not aliased by any other Rust reference for the slice's lifetime.
+pub unsafe fn slice_at<'a>(addr: u64, len: u64) -> &'a mut [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len as usize) }
+}
+
+/// Reads from `fd` at `offset` straight into our memory at `addr` (which the caller owns,
+/// as for [`slice_at`]) until `len` bytes are read. Short files are `EIO`.
+///
+/// # Safety
+/// As for [`slice_at`].
+pub unsafe fn pread_into(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> Result<()> {
+    let mut done = 0u64;
+    while done < len {
+        // SAFETY: the destination lies within the caller-owned range.
+        let r = unsafe {
+            libc::pread64(
+                fd.as_raw_fd(),
+                (addr + done) as *mut libc::c_void,
+                (len - done).min(1 << 30) as usize,
+                (offset + done) as i64,
+            )
+        };
+        match Errno::result(r as libc::c_long) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => done += n as u64,
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Processes: creation with a chosen pid, pidfds, waiting, signals, prctl.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use crate::abi::{self, CloneArgs};
+use crate::{Errno, Pid, Result};
+
+/// Which side of a fork we are on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+/// Forks the calling process with `clone3`, giving the child the pid `pid` in our pid
+/// namespace (needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). `EEXIST` means the pid is in
+/// use. `exit_signal` is the signal the parent gets when the child exits (normally
+/// SIGCHLD). `flags` are extra CLONE_* flags.
+///
+/// In the child only async-signal-safe work is sound if the caller was multithreaded; the
+/// restore code forks only from single-threaded processes.
+pub fn fork_with_pid(pid: Pid, flags: u64, exit_signal: i32) -> Result<Forked> {
+    let tids = [pid];
+    let args = CloneArgs {
+        flags,
+        exit_signal: exit_signal as u64,
+        set_tid: tids.as_ptr() as u64,
+        set_tid_size: if pid > 0 { 1 } else { 0 },
+        ..CloneArgs::default()
+    };
+    // SAFETY: without CLONE_VM the child gets a copy of our address space and continues
+    // here with a return value of 0, as after fork(); `args` and `tids` outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
+    match Errno::result(r)? {
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent(child as Pid)),
+    }
+}
+
+/// Opens a pidfd for `pid`.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = Errno::result(r)?;
+    // SAFETY: the kernel just gave us this fd and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Duplicates fd `target_fd` of the process behind `pidfd` into our fd table: the very
+/// same open file description, with close-on-exec set.
+pub fn pidfd_getfd(pidfd: &OwnedFd, target_fd: i32) -> Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_getfd takes plain integers.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
+    let fd = Errno::result(r)?;
+    // SAFETY: the kernel just gave us this fd and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `sig` to process `pid`.
+pub fn kill(pid: Pid, sig: i32) -> Result<()> {
+    // SAFETY: kill takes plain integers.
+    Errno::result(unsafe { libc::kill(pid, sig) }.into()).map(drop)
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// exit() with a code.
+    Code(i32),
+    /// Killed by a signal.
+    Signal(i32),
+}
+
+/// Waits for child `pid` to terminate (ignoring stops) and reaps it.
+pub fn wait_exit(pid: Pid) -> Result<ExitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to our status integer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r == -1 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(ExitStatus::Code(libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(ExitStatus::Signal(libc::WTERMSIG(status)));
+        }
+    }
+}
+
+/// Reaps any exited child without blocking; returns its pid.
+pub fn reap_any_nohang() -> Option<Pid> {
+    let mut status = 0;
+    // SAFETY: waitpid writes only to our status integer.
+    let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL) };
+    (r > 0).then_some(r)
+}
+
+/// A prctl with integer arguments.
+pub fn prctl(option: i32, a2: u64, a3: u64, a4: u64, a5: u64) -> Result<i32> {
+    // SAFETY: callers pass only prctl options whose arguments are integers, not pointers.
+    let r = unsafe { libc::prctl(option, a2, a3, a4, a5) };
+    Errno::result(r.into()).map(|v| v as i32)
+}
+
+/// Marks us as a child subreaper: orphans below us are reparented to us.
+pub fn set_child_subreaper() -> Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0).map(drop)
+}
+
+/// Asks for `sig` when our parent dies.
+pub fn set_parent_death_signal(sig: i32) -> Result<()> {
+    prctl(libc::PR_SET_PDEATHSIG, sig as u64, 0, 0, 0).map(drop)
+}
+
+/// Makes us a session leader.
+pub fn setsid() -> Result<Pid> {
+    // SAFETY: setsid has no arguments.
+    Errno::result(unsafe { libc::setsid() }.into()).map(|v| v as Pid)
+}
+
+/// Moves `pid` into process group `pgid`.
+pub fn setpgid(pid: Pid, pgid: Pid) -> Result<()> {
+    // SAFETY: plain integers.
+    Errno::result(unsafe { libc::setpgid(pid, pgid) }.into()).map(drop)
+}
+
+/// Our pid.
+pub fn getpid() -> Pid {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// The session of `pid` (0 for ourselves).
+pub fn getsid(pid: Pid) -> Result<Pid> {
+    // SAFETY: plain integer.
+    Errno::result(unsafe { libc::getsid(pid) }.into()).map(|v| v as Pid)
+}
+
+/// The process group of `pid` (0 for ourselves).
+pub fn getpgid(pid: Pid) -> Result<Pid> {
+    // SAFETY: plain integer.
+    Errno::result(unsafe { libc::getpgid(pid) }.into()).map(|v| v as Pid)
+}
+
+/// Sets our umask, returning the old one.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: plain integer, cannot fail.
+    unsafe { libc::umask(mask) }
+}
+
+/// Compares kernel objects of two processes (`kcmp`): 0 if the same.
+pub fn kcmp(pid1: Pid, pid2: Pid, kind: i32, idx1: u64, idx2: u64) -> Result<i32> {
+    // SAFETY: kcmp with these kinds takes integers only.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, kind, idx1, idx2) };
+    Errno::result(r).map(|v| v as i32)
+}
+
+/// Current `CLOCK_MONOTONIC` time in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only to `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The kernel's boot-time uptime in nanoseconds (CLOCK_BOOTTIME), for inventory's
+/// dump_uptime.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only to `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Exits the calling process at once, without running destructors or atexit handlers
+/// (for forked children that must not unwind into the parent's state).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// `arch_prctl(ARCH_GET_XCOMP_PERM)` of the caller: the permitted XSAVE features.
+pub fn xcomp_permissions() -> Result<u64> {
+    let mut perm = 0u64;
+    // SAFETY: writes one u64 to `perm`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            abi::ARCH_GET_XCOMP_PERM,
+            &raw mut perm,
+        )
+    };
+    Errno::result(r).map(|_| perm)
+}

@@ -1,0 +1,35 @@
+//! Signal masks and actions of the calling thread.
+
+use crate::{Errno, Result};
+
+/// Blocks every signal in the calling thread and returns the previous mask.
+pub fn block_all() -> Result<u64> {
+    set_mask(!0u64)
+}
+
+/// Sets the calling thread's blocked mask (bit n-1 = signal n), returning the old mask.
+pub fn set_mask(mask: u64) -> Result<u64> {
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask reads 8 bytes from `mask` and writes 8 bytes to `old`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const mask,
+            &raw mut old,
+            8,
+        )
+    };
+    Errno::result(r).map(|_| old)
+}
+
+/// Resets `sig` to its default action.
+pub fn set_default(sig: i32) -> Result<()> {
+    // SAFETY: SIG_DFL involves no handler code of ours.
+    let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if r == libc::SIG_ERR {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
