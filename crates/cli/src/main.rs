@@ -1,1 +1,165 @@
-fn main() {}
+//! `stasis`: checkpoint/restore for Linux process trees, speaking CRIU's command line.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod check;
+mod logger;
+mod show;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use args::Args;
+use stasis_dump::DumpOptions;
+use stasis_restore::{RestoreOptions, RestoreOutcome};
+use stasis_sys::process::ExitStatus;
+
+const USAGE: &str = "\
+Usage:
+  stasis dump    -t PID [-D DIR] [-o LOG] [-v[N]] [-R|--leave-running] [-j|--shell-job]
+  stasis restore [-D DIR] [-o LOG] [-v[N]] [-d|--restore-detached] [-j|--shell-job] [--pidfile FILE]
+  stasis check
+  stasis show [DIR|FILE] [--json]
+  stasis demo [DIR]
+  stasis bench [--mib N] [DIR]
+
+Options (CRIU-compatible):
+  -t, --tree PID           root of the process tree to dump
+  -D, --images-dir DIR     directory of image files (default: current directory)
+  -W, --work-dir DIR       directory for the log file (default: the images directory)
+  -o, --log-file FILE      log to FILE, relative to the work directory
+  -v[N], --verbosity[=N]   log level 0-4 (-v4: every step); -v, -vv raise it
+  -R, --leave-running      keep the tree running after a dump
+  -j, --shell-job          the tree was started from a shell (its session leader is outside)
+  -d, --restore-detached   return once the restored tree runs on its own
+      --pidfile FILE       write the restored root's pid to FILE
+  -h, --help               this help
+  -V, --version            version
+";
+
+fn main() -> ExitCode {
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("stasis: {e}");
+            eprintln!("Try 'stasis --help'.");
+            return ExitCode::from(1);
+        }
+    };
+    if args.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        println!("Version: {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = args.command.clone() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(1);
+    };
+    match run(&command, &args) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("stasis {command}: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn images_dir(args: &Args) -> PathBuf {
+    args.images_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Sets up logging: `-o` is relative to the work directory (the images directory unless
+/// `-W` says otherwise), as in CRIU.
+fn init_logging(args: &Args, create_dir: bool) -> Result<(), String> {
+    let file = match &args.log_file {
+        Some(name) if name.as_os_str() != "-" => {
+            let base = args.work_dir.clone().unwrap_or_else(|| images_dir(args));
+            if create_dir {
+                std::fs::create_dir_all(&base)
+                    .map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+            }
+            let path = if name.is_absolute() {
+                name.clone()
+            } else {
+                base.join(name)
+            };
+            Some(
+                std::fs::File::create(&path)
+                    .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
+            )
+        }
+        _ => None,
+    };
+    logger::init(file, args.verbosity);
+    for opt in &args.accepted {
+        log::info!("option {opt} accepted (nothing to do for the state stasis supports)");
+    }
+    Ok(())
+}
+
+fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
+    match command {
+        "dump" => {
+            init_logging(args, true)?;
+            let pid = args.tree.ok_or("dump needs the root pid: -t PID")?;
+            if args.leave_stopped {
+                return Err("--leave-stopped is not supported yet".into());
+            }
+            let opts = DumpOptions {
+                pid,
+                dir: images_dir(args),
+                leave_running: args.leave_running,
+                shell_job: args.shell_job,
+            };
+            let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
+            log::info!(
+                "dump of {pid} done: frozen {} us, {} pages written",
+                stats.frozen_us,
+                stats.pages_written
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        "restore" => {
+            init_logging(args, false)?;
+            let opts = RestoreOptions {
+                dir: images_dir(args),
+                detached: args.restore_detached,
+                shell_job: args.shell_job,
+                pidfile: args.pidfile.clone(),
+            };
+            match stasis_restore::restore(&opts).map_err(|e| e.to_string())? {
+                RestoreOutcome::Detached(pid) => {
+                    log::info!("restored process {pid} runs detached");
+                    Ok(ExitCode::SUCCESS)
+                }
+                RestoreOutcome::Exited(pid, status) => {
+                    log::info!("restored process {pid} ended: {status:?}");
+                    Ok(match status {
+                        ExitStatus::Code(c) => ExitCode::from(c as u8),
+                        ExitStatus::Signal(s) => ExitCode::from(128u8.wrapping_add(s as u8)),
+                    })
+                }
+            }
+        }
+        "check" => {
+            logger::init(None, args.verbosity);
+            Ok(check::run())
+        }
+        "show" => {
+            let target = args
+                .positional
+                .first()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| images_dir(args));
+            show::run(Path::new(&target), args.json).map(|()| ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command '{other}' (try --help)")),
+    }
+}

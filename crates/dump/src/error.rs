@@ -51,7 +51,11 @@ pub(crate) trait SysContext<T> {
 
 impl<T> SysContext<T> for std::result::Result<T, Errno> {
     fn ctx(self, pid: Pid, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|errno| DumpError::Sys { pid, what: what(), errno })
+        self.map_err(|errno| DumpError::Sys {
+            pid,
+            what: what(),
+            errno,
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 
 #![no_std]
 #![no_main]
-#![allow(clippy::missing_safety_doc)]
+#![allow(clippy::missing_safety_doc, dead_code)]
 
 #[path = "abi.rs"]
 mod abi;

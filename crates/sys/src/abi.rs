@@ -32,6 +32,20 @@ pub const ERESTARTNOINTR: i64 = 513;
 pub const ERESTARTNOHAND: i64 = 514;
 pub const ERESTART_RESTARTBLOCK: i64 = 516;
 
+// fcntl commands glibc's headers have but the libc crate lacks.
+pub const F_SETSIG: i32 = 10;
+pub const F_GETSIG: i32 = 11;
+pub const F_SETOWN_EX: i32 = 15;
+pub const F_GETOWN_EX: i32 = 16;
+
+/// `struct f_owner_ex`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FOwnerEx {
+    pub kind: i32,
+    pub pid: i32,
+}
+
 // prctl (linux/prctl.h).
 pub const PR_SET_MM: i32 = 35;
 pub const PR_SET_MM_MAP: u64 = 14;

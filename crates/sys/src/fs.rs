@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::{Errno, Result};
+use crate::{Errno, Result, abi};
 
 fn cstr(path: &Path) -> Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno(libc::EINVAL))
@@ -86,16 +86,6 @@ pub fn stat(path: &Path) -> Result<libc::stat64> {
     Errno::result(r.into()).map(|_| st)
 }
 
-/// Closes every fd in `[first, last]` except those the caller still owns as Rust objects.
-///
-/// # Safety
-/// No `OwnedFd`/`File` of ours may hold a number in the range.
-pub unsafe fn close_range(first: u32, last: u32) -> Result<()> {
-    // SAFETY: the caller guarantees no Rust owner refers to these fds.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
-    Errno::result(r).map(drop)
-}
-
 /// Changes the working directory to the directory open at `fd`.
 pub fn fchdir(fd: BorrowedFd<'_>) -> Result<()> {
     // SAFETY: integer argument.
@@ -128,4 +118,68 @@ pub fn max_fd() -> RawFd {
 pub fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD takes no pointer.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// The owner of an open file description (`F_GETOWN_EX`): (type, pid).
+pub fn owner(fd: BorrowedFd<'_>) -> Result<(i32, i32)> {
+    let mut own = abi::FOwnerEx { kind: 0, pid: 0 };
+    // SAFETY: F_GETOWN_EX writes one f_owner_ex into `own`.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), abi::F_GETOWN_EX, &raw mut own) };
+    Errno::result(r.into()).map(|_| (own.kind, own.pid))
+}
+
+/// Sets the owner of an open file description (`F_SETOWN_EX`).
+pub fn set_owner(fd: BorrowedFd<'_>, kind: i32, pid: i32) -> Result<()> {
+    let own = abi::FOwnerEx { kind, pid };
+    // SAFETY: F_SETOWN_EX reads one f_owner_ex from `own`.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), abi::F_SETOWN_EX, &raw const own) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// The signal sent for I/O events (`F_GETSIG`).
+pub fn owner_signal(fd: BorrowedFd<'_>) -> Result<i32> {
+    // SAFETY: F_GETSIG takes no argument.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), abi::F_GETSIG) };
+    Errno::result(r.into()).map(|v| v as i32)
+}
+
+/// Sets the signal sent for I/O events (`F_SETSIG`).
+pub fn set_owner_signal(fd: BorrowedFd<'_>, sig: i32) -> Result<()> {
+    // SAFETY: F_SETSIG takes an integer.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), abi::F_SETSIG, sig) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// `lseek` with any whence (SEEK_DATA and SEEK_HOLE included); returns the new offset.
+pub fn seek_whence(fd: BorrowedFd<'_>, offset: u64, whence: i32) -> Result<u64> {
+    // SAFETY: lseek takes integers.
+    let r = unsafe { libc::lseek64(fd.as_raw_fd(), offset as i64, whence) };
+    Errno::result(r as libc::c_long).map(|v| v as u64)
+}
+
+/// Closes every fd of the calling process except those in `keep`: the fd table of a
+/// restore child is rebuilt from scratch, as exec would start it.
+pub fn close_all_except(_child: &crate::process::RestoreChild, keep: &[RawFd]) -> Result<()> {
+    let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 0u32;
+    for k in keep {
+        if k > first {
+            // SAFETY: the RestoreChild token proves no code that owns these fds will run
+            // again in this process (it becomes the restored process or exits).
+            let r = unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0) };
+            Errno::result(r)?;
+        }
+        first = k + 1;
+    }
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// Gives up ownership of `fd` without closing it (the restorer blob closes it).
+pub fn leak(fd: OwnedFd) -> RawFd {
+    use std::os::fd::IntoRawFd;
+    fd.into_raw_fd()
 }

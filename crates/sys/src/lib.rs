@@ -10,6 +10,7 @@
 //! - [`signal`]: signal masks and actions of the calling process.
 //! - [`fs`]: file descriptors: open, dup, fcntl, stat.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
+//! - [`restorer`]: the jump into the restorer blob and what must precede it.
 //! - [`abi`]: kernel ABI constants and structures that the libc crate lacks.
 //! - [`cpu`]: CPUID and XSAVE layout facts.
 
@@ -20,9 +21,11 @@ pub mod cpu;
 mod errno;
 pub mod fs;
 pub mod mem;
+pub mod probe;
 pub mod proc;
 pub mod process;
 pub mod ptrace;
+pub mod restorer;
 pub mod signal;
 
 pub use errno::{Errno, Result};

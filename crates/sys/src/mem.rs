@@ -295,3 +295,144 @@ pub unsafe fn pread_into(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -
     }
     Ok(())
 }
+
+/// A range of our own address space reserved with `MAP_FIXED_NOREPLACE`, inside which the
+/// restore child maps and fills memory. Nothing else in the process refers to it, so
+/// mapping over parts of it, writing into it and reading files into it are safe; every
+/// operation is bounds-checked against the reservation, and the kernel checks that the
+/// memory is mapped (errors, not faults).
+///
+/// The reservation is never unmapped by Rust: the restorer blob moves its pieces into
+/// place and unmaps the rest.
+#[derive(Debug)]
+pub struct Reservation {
+    start: u64,
+    len: u64,
+}
+
+impl Reservation {
+    /// Reserves `[start, start + len)` as inaccessible memory; fails with EEXIST if any of
+    /// it is in use.
+    pub fn new(start: u64, len: u64) -> Result<Reservation> {
+        let flags = libc::MAP_PRIVATE
+            | libc::MAP_ANONYMOUS
+            | libc::MAP_NORESERVE
+            | libc::MAP_FIXED_NOREPLACE;
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+        let r = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len as usize,
+                libc::PROT_NONE,
+                flags,
+                -1,
+                0,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        if r as u64 != start {
+            // Old kernels treat NOREPLACE as a hint; undo and report.
+            // SAFETY: the mapping was just created by us and nothing refers to it.
+            unsafe { libc::munmap(r, len as usize) };
+            return Err(Errno(libc::EEXIST));
+        }
+        Ok(Reservation { start, len })
+    }
+
+    /// First address.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// One past the last address.
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    fn check(&self, addr: u64, len: u64) -> Result<()> {
+        if addr < self.start || addr.checked_add(len).is_none_or(|e| e > self.end()) {
+            return Err(Errno(libc::EINVAL));
+        }
+        Ok(())
+    }
+
+    /// Maps `len` bytes at `addr` inside the reservation (MAP_FIXED is added).
+    pub fn map(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: Option<BorrowedFd<'_>>,
+        offset: u64,
+    ) -> Result<()> {
+        self.check(addr, len)?;
+        let raw_fd = fd.map_or(-1, |f| f.as_raw_fd());
+        // SAFETY: the range lies inside our reservation, which no Rust object uses.
+        let r = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                len as usize,
+                prot,
+                flags | libc::MAP_FIXED,
+                raw_fd,
+                offset as i64,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Changes protection inside the reservation.
+    pub fn protect(&self, addr: u64, len: u64, prot: i32) -> Result<()> {
+        self.check(addr, len)?;
+        // SAFETY: inside our reservation, which no Rust object uses.
+        let r = unsafe { libc::mprotect(addr as *mut libc::c_void, len as usize, prot) };
+        Errno::result(r.into()).map(drop)
+    }
+
+    /// Gives advice about memory inside the reservation.
+    pub fn advise(&self, addr: u64, len: u64, advice: i32) -> Result<()> {
+        self.check(addr, len)?;
+        // SAFETY: inside our reservation, which no Rust object uses.
+        let r = unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, advice) };
+        Errno::result(r.into()).map(drop)
+    }
+
+    /// Copies `data` to `addr` inside the reservation. The kernel copies (via
+    /// process_vm_writev on ourselves), so unmapped or read-only memory is an error.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
+        self.check(addr, data.len() as u64)?;
+        write_process(crate::process::getpid(), addr, data)
+    }
+
+    /// Reads `len` bytes of `fd` at `offset` into `addr` inside the reservation.
+    pub fn read_file(&self, fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> Result<()> {
+        self.check(addr, len)?;
+        let mut done = 0u64;
+        while done < len {
+            // SAFETY: the destination lies inside our reservation; the kernel checks that
+            // it is mapped writable.
+            let r = unsafe {
+                libc::pread64(
+                    fd.as_raw_fd(),
+                    (addr + done) as *mut libc::c_void,
+                    (len - done).min(1 << 30) as usize,
+                    (offset + done) as i64,
+                )
+            };
+            match Errno::result(r as libc::c_long) {
+                Ok(0) => return Err(Errno(libc::EIO)),
+                Ok(n) => done += n as u64,
+                Err(Errno(libc::EINTR)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

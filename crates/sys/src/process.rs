@@ -10,9 +10,16 @@ use crate::{Errno, Pid, Result};
 pub enum Forked {
     /// In the parent, with the child's pid.
     Parent(Pid),
-    /// In the child.
-    Child,
+    /// In the child; the token marks code that runs only in a restore child.
+    Child(RestoreChild),
 }
+
+/// Proof that we run in a child forked for a restore, which never returns to the code
+/// that forked it: it either becomes the restored process (through the restorer blob) or
+/// exits with `_exit`. Operations that would be unsound in an ordinary process (closing
+/// fds that objects inherited from the parent still own) take this token.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RestoreChild(());
 
 /// Forks the calling process with `clone3`, giving the child the pid `pid` in our pid
 /// namespace (needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). `EEXIST` means the pid is in
@@ -34,7 +41,7 @@ pub fn fork_with_pid(pid: Pid, flags: u64, exit_signal: i32) -> Result<Forked> {
     // here with a return value of 0, as after fork(); `args` and `tids` outlive the call.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
     match Errno::result(r)? {
-        0 => Ok(Forked::Child),
+        0 => Ok(Forked::Child(RestoreChild(()))),
         child => Ok(Forked::Parent(child as Pid)),
     }
 }
@@ -206,4 +213,39 @@ pub fn xcomp_permissions() -> Result<u64> {
         )
     };
     Errno::result(r).map(|_| perm)
+}
+
+/// The robust futex list of thread `tid`: head address and length (`get_robust_list`).
+pub fn robust_list(tid: Pid) -> Result<(u64, u32)> {
+    let mut head = 0u64;
+    let mut len = 0usize;
+    // SAFETY: the kernel writes one pointer-sized value to each of our two locals.
+    let r = unsafe { libc::syscall(libc::SYS_get_robust_list, tid, &raw mut head, &raw mut len) };
+    Errno::result(r).map(|_| (head, len as u32))
+}
+
+/// Raises our soft RLIMIT_NOFILE to the hard limit (allowed without privileges), so the
+/// restored fd numbers fit. Returns the new soft limit.
+pub fn raise_nofile_limit() -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`; setrlimit reads it.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    Errno::result(r.into())?;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    Errno::result(r.into()).map(|_| lim.rlim_cur)
+}
+
+/// Sets the calling process's name (PR_SET_NAME; at most 15 bytes are kept).
+pub fn set_name(name: &str) -> Result<()> {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `buf`.
+    let r = unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
+    Errno::result(r.into()).map(drop)
 }

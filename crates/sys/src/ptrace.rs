@@ -440,6 +440,35 @@ impl<'t> Injector<'t> {
         Ok((ret, value))
     }
 
+    /// Runs a system call that reads `input` from the tracee's memory: the bytes are put
+    /// into scratch memory and argument `in_arg` points at them.
+    pub fn syscall_in(
+        &mut self,
+        nr: u64,
+        mut args: [u64; 6],
+        in_arg: usize,
+        input: &[u8],
+    ) -> Result<u64> {
+        let addr = self.scratch(input.len() as u64)?;
+        mem::write_process(self.tracee.tid(), addr, input)?;
+        args[in_arg] = addr;
+        self.syscall(nr, args)
+    }
+
+    /// Queues `info` again on the thread (rt_tgsigqueueinfo from inside the tracee, so the
+    /// kernel accepts any si_code), e.g. a signal we took out of its delivery path.
+    pub fn requeue_signal(&mut self, tgid: Pid, info: &RawSiginfo) -> Result<()> {
+        let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+        let tid = self.tracee.tid();
+        self.syscall_in(
+            abi::nr::RT_TGSIGQUEUEINFO,
+            [tgid as u64, tid as u64, signo as u64, 0, 0, 0],
+            3,
+            info,
+        )
+        .map(drop)
+    }
+
     /// Reads every signal action of the tracee's process (signals 1..=64).
     pub fn sigactions(&mut self) -> Result<Vec<KernelSigaction>> {
         let mut out = Vec::with_capacity(64);

@@ -1,0 +1,388 @@
+//! CRIU-compatible command line parsing.
+//!
+//! CRIU parses with `getopt_long`: options and the command may come in any order, short
+//! options cluster (`-Rj`), take attached or separate values (`-t1`, `-t 1`), `-v` takes an
+//! optional attached level (`-v4`, `-vvv`), long options take `--opt=value` or
+//! `--opt value`, boolean long options have `--no-` forms, and unambiguous prefixes of
+//! long options are accepted. This parser does the same for the options stasis knows;
+//! anything else is an error naming the option.
+
+use std::path::PathBuf;
+
+/// CRIU's default log level (warnings).
+pub const DEFAULT_VERBOSITY: u8 = 2;
+
+/// Everything the command line can say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The command (dump, restore, check, show, ...).
+    pub command: Option<String>,
+    /// Non-option arguments after the command.
+    pub positional: Vec<String>,
+    /// `-t/--tree PID`.
+    pub tree: Option<i32>,
+    /// `-D/--images-dir DIR`.
+    pub images_dir: Option<PathBuf>,
+    /// `-W/--work-dir DIR`.
+    pub work_dir: Option<PathBuf>,
+    /// `-o/--log-file FILE`.
+    pub log_file: Option<PathBuf>,
+    /// `-v[N]` log level, 0..=4 (more is 4).
+    pub verbosity: u8,
+    /// `-R/--leave-running`.
+    pub leave_running: bool,
+    /// `-s/--leave-stopped`.
+    pub leave_stopped: bool,
+    /// `-j/--shell-job`.
+    pub shell_job: bool,
+    /// `-d/--restore-detached` (also `--daemon`).
+    pub restore_detached: bool,
+    /// `--pidfile FILE`.
+    pub pidfile: Option<PathBuf>,
+    /// `--json` (show).
+    pub json: bool,
+    /// `-h/--help`.
+    pub help: bool,
+    /// `-V/--version`.
+    pub version: bool,
+    /// Options accepted for compatibility that change nothing for the state stasis
+    /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
+    pub accepted: Vec<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            command: None,
+            positional: Vec::new(),
+            tree: None,
+            images_dir: None,
+            work_dir: None,
+            log_file: None,
+            verbosity: DEFAULT_VERBOSITY,
+            leave_running: false,
+            leave_stopped: false,
+            shell_job: false,
+            restore_detached: false,
+            pidfile: None,
+            json: false,
+            help: false,
+            version: false,
+            accepted: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum HasArg {
+    No,
+    Required,
+    Optional,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Key {
+    Tree,
+    ImagesDir,
+    WorkDir,
+    LogFile,
+    Verbosity,
+    LeaveRunning,
+    LeaveStopped,
+    ShellJob(bool),
+    Detached(bool),
+    Pidfile,
+    Json,
+    Help,
+    Version,
+    /// Compatibility flag with no effect yet.
+    Accepted,
+}
+
+struct Spec {
+    long: &'static str,
+    short: Option<char>,
+    has_arg: HasArg,
+    key: Key,
+}
+
+const fn spec(long: &'static str, short: Option<char>, has_arg: HasArg, key: Key) -> Spec {
+    Spec {
+        long,
+        short,
+        has_arg,
+        key,
+    }
+}
+
+const SPECS: &[Spec] = &[
+    spec("tree", Some('t'), HasArg::Required, Key::Tree),
+    spec("images-dir", Some('D'), HasArg::Required, Key::ImagesDir),
+    spec("work-dir", Some('W'), HasArg::Required, Key::WorkDir),
+    spec("log-file", Some('o'), HasArg::Required, Key::LogFile),
+    spec("verbosity", Some('v'), HasArg::Optional, Key::Verbosity),
+    spec("leave-running", Some('R'), HasArg::No, Key::LeaveRunning),
+    spec("leave-stopped", Some('s'), HasArg::No, Key::LeaveStopped),
+    spec("shell-job", Some('j'), HasArg::No, Key::ShellJob(true)),
+    spec("no-shell-job", None, HasArg::No, Key::ShellJob(false)),
+    spec(
+        "restore-detached",
+        Some('d'),
+        HasArg::No,
+        Key::Detached(true),
+    ),
+    spec(
+        "no-restore-detached",
+        None,
+        HasArg::No,
+        Key::Detached(false),
+    ),
+    spec("daemon", None, HasArg::No, Key::Detached(true)),
+    spec("no-daemon", None, HasArg::No, Key::Detached(false)),
+    spec("pidfile", None, HasArg::Required, Key::Pidfile),
+    spec("json", None, HasArg::No, Key::Json),
+    spec("help", Some('h'), HasArg::No, Key::Help),
+    spec("version", Some('V'), HasArg::No, Key::Version),
+    // Accepted for compatibility with scripts written for CRIU. They allow kinds of state
+    // (or tune behaviour) that stasis either handles without being asked or rejects with
+    // a clear error when it meets them.
+    spec("tcp-established", None, HasArg::No, Key::Accepted),
+    spec("no-tcp-established", None, HasArg::No, Key::Accepted),
+    spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::Accepted),
+    spec("file-locks", Some('l'), HasArg::No, Key::Accepted),
+    spec("no-file-locks", None, HasArg::No, Key::Accepted),
+    spec("link-remap", None, HasArg::No, Key::Accepted),
+    spec("no-link-remap", None, HasArg::No, Key::Accepted),
+    spec("evasive-devices", None, HasArg::No, Key::Accepted),
+    spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
+    spec("ghost-limit", None, HasArg::Required, Key::Accepted),
+    spec("display-stats", None, HasArg::No, Key::Accepted),
+    spec("log-pid", None, HasArg::No, Key::Accepted),
+    spec("skip-in-flight", None, HasArg::No, Key::Accepted),
+    spec("tcp-close", None, HasArg::No, Key::Accepted),
+];
+
+fn find_long(name: &str) -> Result<&'static Spec, String> {
+    if let Some(s) = SPECS.iter().find(|s| s.long == name) {
+        return Ok(s);
+    }
+    // getopt_long accepts any unambiguous prefix.
+    let matches: Vec<&Spec> = SPECS.iter().filter(|s| s.long.starts_with(name)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("unknown option '--{name}'")),
+        many => Err(format!(
+            "option '--{name}' is ambiguous; possibilities: {}",
+            many.iter()
+                .map(|s| format!("'--{}'", s.long))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+    }
+}
+
+fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Result<(), String> {
+    let need =
+        |v: Option<String>| v.ok_or_else(|| format!("option '{shown}' requires an argument"));
+    match spec.key {
+        Key::Tree => {
+            let v = need(value)?;
+            let pid: i32 = v
+                .parse()
+                .map_err(|_| format!("option '{shown}': bad pid {v:?}"))?;
+            if pid <= 0 {
+                return Err(format!("option '{shown}': bad pid {v:?}"));
+            }
+            args.tree = Some(pid);
+        }
+        Key::ImagesDir => args.images_dir = Some(need(value)?.into()),
+        Key::WorkDir => args.work_dir = Some(need(value)?.into()),
+        Key::LogFile => args.log_file = Some(need(value)?.into()),
+        Key::Verbosity => match value {
+            None => args.verbosity = args.verbosity.saturating_add(1),
+            // -vvv arrives as -v with the argument "vv".
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b == b'v') => {
+                args.verbosity = args.verbosity.saturating_add(v.len() as u8 + 1);
+            }
+            Some(v) => {
+                args.verbosity = v
+                    .parse()
+                    .map_err(|_| format!("option '{shown}': bad level {v:?}"))?;
+            }
+        },
+        Key::LeaveRunning => args.leave_running = true,
+        Key::LeaveStopped => args.leave_stopped = true,
+        Key::ShellJob(b) => args.shell_job = b,
+        Key::Detached(b) => args.restore_detached = b,
+        Key::Pidfile => args.pidfile = Some(need(value)?.into()),
+        Key::Json => args.json = true,
+        Key::Help => args.help = true,
+        Key::Version => args.version = true,
+        Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
+    }
+    Ok(())
+}
+
+/// Parses `argv` (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = argv.into_iter().peekable();
+    let mut only_positional = false;
+    while let Some(arg) = it.next() {
+        if only_positional || arg == "-" || !arg.starts_with('-') {
+            if args.command.is_none() {
+                args.command = Some(arg);
+            } else {
+                args.positional.push(arg);
+            }
+            continue;
+        }
+        if arg == "--" {
+            only_positional = true;
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (long, None),
+            };
+            let spec = find_long(name)?;
+            let shown = format!("--{}", spec.long);
+            let value = match spec.has_arg {
+                HasArg::No => {
+                    if inline.is_some() {
+                        return Err(format!("option '{shown}' doesn't allow an argument"));
+                    }
+                    None
+                }
+                HasArg::Optional => inline,
+                HasArg::Required => match inline {
+                    Some(v) => Some(v),
+                    None => Some(
+                        it.next()
+                            .ok_or_else(|| format!("option '{shown}' requires an argument"))?,
+                    ),
+                },
+            };
+            apply(&mut args, spec, value, &shown)?;
+            continue;
+        }
+        // A cluster of short options.
+        let chars: Vec<char> = arg[1..].chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let spec = SPECS
+                .iter()
+                .find(|s| s.short == Some(c))
+                .ok_or_else(|| format!("invalid option -- '{c}'"))?;
+            let shown = format!("-{c}");
+            let rest: String = chars[i + 1..].iter().collect();
+            match spec.has_arg {
+                HasArg::No => {
+                    apply(&mut args, spec, None, &shown)?;
+                    i += 1;
+                }
+                HasArg::Optional => {
+                    apply(&mut args, spec, (!rest.is_empty()).then_some(rest), &shown)?;
+                    break;
+                }
+                HasArg::Required => {
+                    let value = if rest.is_empty() {
+                        it.next()
+                            .ok_or_else(|| format!("option requires an argument -- '{c}'"))?
+                    } else {
+                        rest
+                    };
+                    apply(&mut args, spec, Some(value), &shown)?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Args, String> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn criu_style_dump() {
+        let a = p("dump -t 1234 -D /tmp/img -o dump.log -v4 -R -j").unwrap();
+        assert_eq!(a.command.as_deref(), Some("dump"));
+        assert_eq!(a.tree, Some(1234));
+        assert_eq!(a.images_dir, Some("/tmp/img".into()));
+        assert_eq!(a.log_file, Some("dump.log".into()));
+        assert_eq!(a.verbosity, 4);
+        assert!(a.leave_running && a.shell_job);
+    }
+
+    #[test]
+    fn options_before_command_and_long_forms() {
+        let a = p("--images-dir=/x --tree=7 restore --restore-detached --pidfile /p").unwrap();
+        assert_eq!(a.command.as_deref(), Some("restore"));
+        assert_eq!(a.tree, Some(7));
+        assert_eq!(a.images_dir, Some("/x".into()));
+        assert!(a.restore_detached);
+        assert_eq!(a.pidfile, Some("/p".into()));
+    }
+
+    #[test]
+    fn clustered_and_attached_short_options() {
+        let a = p("restore -dj -D/img -vvv").unwrap();
+        assert!(a.restore_detached && a.shell_job);
+        assert_eq!(a.images_dir, Some("/img".into()));
+        assert_eq!(a.verbosity, DEFAULT_VERBOSITY + 3);
+        let a = p("dump -Rt42").unwrap();
+        assert!(a.leave_running);
+        assert_eq!(a.tree, Some(42));
+        let a = p("dump -v").unwrap();
+        assert_eq!(a.verbosity, DEFAULT_VERBOSITY + 1);
+        let a = p("dump -v0").unwrap();
+        assert_eq!(a.verbosity, 0);
+        let a = p("dump --verbosity=3").unwrap();
+        assert_eq!(a.verbosity, 3);
+    }
+
+    #[test]
+    fn prefixes_and_negations() {
+        let a = p("dump --leave-r --shell-job --no-shell-job").unwrap();
+        assert!(a.leave_running);
+        assert!(!a.shell_job);
+        assert!(p("dump --leave").unwrap_err().contains("ambiguous"));
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        assert_eq!(
+            p("dump --frobnicate").unwrap_err(),
+            "unknown option '--frobnicate'"
+        );
+        assert_eq!(p("dump -q").unwrap_err(), "invalid option -- 'q'");
+        assert!(p("dump -t").unwrap_err().contains("requires an argument"));
+        assert!(p("dump -t abc").unwrap_err().contains("bad pid"));
+        assert!(
+            p("dump --leave-running=1")
+                .unwrap_err()
+                .contains("doesn't allow")
+        );
+    }
+
+    #[test]
+    fn compatibility_flags_are_recorded() {
+        let a = p("dump --tcp-established --file-locks -x --ghost-limit 1M").unwrap();
+        assert_eq!(a.accepted.len(), 4);
+    }
+
+    #[test]
+    fn positional_after_command() {
+        let a = p("show /tmp/img --json").unwrap();
+        assert_eq!(a.positional, vec!["/tmp/img".to_owned()]);
+        assert!(a.json);
+    }
+}

@@ -1,0 +1,193 @@
+//! Freezing a process tree with ptrace, and letting it go again untouched.
+
+use stasis_sys::abi::{self, RawSiginfo, UserRegs};
+use stasis_sys::ptrace::{self, Injector, Stop, Tracee};
+use stasis_sys::{Errno, Pid, proc};
+
+use crate::error::{DumpError, ProcContext, Result, SysContext};
+
+/// One seized, stopped thread.
+#[derive(Debug)]
+pub struct FrozenThread {
+    /// The thread.
+    pub tracee: Tracee,
+    /// Its thread-group (process) id.
+    pub pid: Pid,
+    /// The signal mask it had (for `sigsuspend`, the mask it will get back).
+    pub sigmask: u64,
+    /// Registers at the stop, as the kernel left them (not rewound).
+    pub regs: UserRegs,
+}
+
+/// Signals dequeued for delivery just before our interrupt landed were dropped by
+/// resuming that stop; queue them again at once so they are neither lost nor duplicated.
+fn requeue(tracee: &Tracee, pid: Pid, regs: UserRegs, infos: &[RawSiginfo]) -> Result<()> {
+    let tid = tracee.tid();
+    let ip = syscall_ip(pid)?;
+    let mut inj = Injector::new(tracee, regs, ip);
+    for info in infos {
+        inj.requeue_signal(pid, info)
+            .ctx(pid, || format!("queue a signal again on {tid}"))?;
+    }
+    inj.finish()
+        .ctx(pid, || format!("restore registers of {tid}"))
+}
+
+/// Where injected system calls run: a `syscall` instruction of the process's vDSO.
+pub fn syscall_ip(pid: Pid) -> Result<u64> {
+    ptrace::find_syscall_in_vdso(pid)
+        .ctx(pid, || "read the vDSO".to_owned())?
+        .ok_or_else(|| DumpError::Unsupported {
+            pid,
+            resource: "vDSO".into(),
+            reason: "the process has no vDSO to run injected system calls from".into(),
+        })
+}
+
+/// A frozen set of threads. Dropping it resumes every thread exactly as it was (signal
+/// mask restored, detached), so every error path of a dump leaves the tree running.
+#[derive(Debug, Default)]
+pub struct Frozen {
+    /// The threads, in seize order (process leaders first within a process).
+    pub threads: Vec<FrozenThread>,
+}
+
+/// Attaches to and stops thread `tid` of process `pid`.
+fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
+    // SUSPEND_SECCOMP: injected syscalls must not be judged by the task's own filters.
+    let options = abi::PTRACE_O_TRACESYSGOOD | abi::PTRACE_O_SUSPEND_SECCOMP;
+    let tracee = Tracee::seize(tid, options).map_err(|errno| match errno.0 {
+        libc::EPERM => DumpError::Sys {
+            pid,
+            what: format!("seize thread {tid} (is it already traced, e.g. by a debugger?)"),
+            errno,
+        },
+        _ => DumpError::Sys {
+            pid,
+            what: format!("seize thread {tid}"),
+            errno,
+        },
+    })?;
+    let (stop, dequeued) = tracee
+        .interrupt_and_wait()
+        .ctx(pid, || format!("stop thread {tid}"))?;
+    match stop {
+        Stop::Event(_) => {}
+        Stop::Exited(_) | Stop::Killed(_) => {
+            return Err(DumpError::Invalid(format!(
+                "process {pid}: thread {tid} exited while being frozen"
+            )));
+        }
+        other => {
+            return Err(DumpError::Sys {
+                pid,
+                what: format!("stop thread {tid}: unexpected {other:?}"),
+                errno: Errno(libc::EIO),
+            });
+        }
+    }
+    let sigmask = tracee
+        .sigmask()
+        .ctx(pid, || format!("read signal mask of {tid}"))?;
+    let regs = tracee
+        .regs()
+        .ctx(pid, || format!("read registers of {tid}"))?;
+    // Block everything while we inject system calls: a signal arriving now would be
+    // dequeued into a signal-delivery stop that we would have to drop.
+    tracee
+        .set_sigmask(!0)
+        .ctx(pid, || format!("block signals of {tid}"))?;
+    if !dequeued.is_empty() {
+        requeue(&tracee, pid, regs, &dequeued)?;
+    }
+    Ok(FrozenThread {
+        tracee,
+        pid,
+        sigmask,
+        regs,
+    })
+}
+
+impl Frozen {
+    /// Freezes every thread of process `pid`, rescanning until no new thread appears.
+    pub fn freeze_process(&mut self, pid: Pid) -> Result<()> {
+        loop {
+            let tids = proc::threads(pid).pctx(pid)?;
+            let mut new = false;
+            for tid in tids {
+                if self.threads.iter().any(|t| t.tracee.tid() == tid) {
+                    continue;
+                }
+                let thread = freeze_thread(pid, tid)?;
+                self.threads.push(thread);
+                new = true;
+            }
+            if !new {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The frozen threads of process `pid`, leader first.
+    pub fn threads_of(&self, pid: Pid) -> impl Iterator<Item = &FrozenThread> {
+        let mut v: Vec<&FrozenThread> = self.threads.iter().filter(|t| t.pid == pid).collect();
+        v.sort_by_key(|t| (t.tracee.tid() != pid, t.tracee.tid()));
+        v.into_iter()
+    }
+
+    /// Resumes every thread as it was and detaches.
+    pub fn resume(mut self) -> Result<()> {
+        let mut first_error = None;
+        for t in std::mem::take(&mut self.threads) {
+            if let Err(e) = resume_thread(t) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Kills every process of the tree (SIGKILL while still traced, so nothing runs in
+    /// between) and waits until the kernel reports each thread gone.
+    pub fn kill(mut self) -> Result<()> {
+        let threads = std::mem::take(&mut self.threads);
+        let mut pids: Vec<Pid> = threads.iter().map(|t| t.pid).collect();
+        pids.dedup();
+        for pid in &pids {
+            stasis_sys::process::kill(*pid, libc::SIGKILL)
+                .ctx(*pid, || "kill after dump".to_owned())?;
+        }
+        for t in threads {
+            // The tracer is told of each traced thread's death; consume that report.
+            loop {
+                match t.tracee.wait() {
+                    Ok(Stop::Exited(_) | Stop::Killed(_)) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = t.tracee.cont(0);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn resume_thread(t: FrozenThread) -> Result<()> {
+    let tid = t.tracee.tid();
+    t.tracee
+        .set_sigmask(t.sigmask)
+        .ctx(t.pid, || format!("restore signal mask of {tid}"))?;
+    t.tracee
+        .detach(0)
+        .ctx(t.pid, || format!("detach thread {tid}"))
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for t in std::mem::take(&mut self.threads) {
+            let pid = t.pid;
+            if let Err(e) = resume_thread(t) {
+                log::error!("could not resume process {pid}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The address space: vmas (`mm-PID.img`) and which of their pages carry data.
+//!
+//! Vmas come from `/proc/PID/smaps` (for the VmFlags line). Private memory is scanned with
+//! the PAGEMAP_SCAN ioctl, which returns runs of pages that are present or swapped and are
+//! neither the shared zero page nor untouched pages of a mapped file: exactly the pages
+//! whose contents exist only in this process. Shared anonymous memory is a shmem object
+//! read through `/proc/PID/map_files`.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use stasis_images::consts::vma_status;
+use stasis_images::pb;
+use stasis_sys::abi::{self, PageRegion};
+use stasis_sys::mem::{self, ScanQuery};
+use stasis_sys::proc::{self, Vma, VmaPath};
+use stasis_sys::{Pid, fs};
+
+use crate::error::{DumpError, ProcContext, Result, SysContext};
+use crate::files::FileTable;
+
+/// A run of pages to copy: `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+}
+
+impl Run {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the run is empty.
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+}
+
+/// A shared anonymous memory object (shmem) mapped by the process.
+#[derive(Debug)]
+pub struct ShmemObject {
+    /// Its inode number: the `shmid` of the vmas that map it.
+    pub shmid: u64,
+    /// The object opened through map_files.
+    pub file: File,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What the address space of one process needs written.
+#[derive(Debug, Default)]
+pub struct AddressSpace {
+    /// The vma entries of `mm-PID.img`.
+    pub vmas: Vec<pb::VmaEntry>,
+    /// Private pages with data, sorted, never crossing a vma boundary.
+    pub runs: Vec<Run>,
+    /// Shared anonymous objects.
+    pub shmem: Vec<ShmemObject>,
+    /// Size of `[vdso]` (0 if none).
+    pub vdso_size: u64,
+    /// Size of `[vvar]` plus `[vvar_vclock]`.
+    pub vvar_size: u64,
+}
+
+fn madvise_bits(vma: &Vma) -> u64 {
+    let table: [(&[u8; 2], u32); 6] = [
+        (b"dc", abi::MADV_DONTFORK),
+        (b"dd", abi::MADV_DONTDUMP),
+        (b"mg", abi::MADV_MERGEABLE),
+        (b"hg", abi::MADV_HUGEPAGE),
+        (b"nh", abi::MADV_NOHUGEPAGE),
+        (b"wf", abi::MADV_WIPEONFORK),
+    ];
+    let mut bits = 0u64;
+    for (code, advice) in table {
+        if vma.has_flag(code) {
+            bits |= 1 << advice;
+        }
+    }
+    if vma.has_flag(b"sr") {
+        bits |= 1 << libc::MADV_SEQUENTIAL;
+    }
+    if vma.has_flag(b"rr") {
+        bits |= 1 << libc::MADV_RANDOM;
+    }
+    bits
+}
+
+fn map_flags(vma: &Vma) -> u32 {
+    let mut flags = if vma.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    };
+    if vma.has_flag(b"gd") {
+        flags |= libc::MAP_GROWSDOWN;
+    }
+    if vma.has_flag(b"lo") {
+        flags |= libc::MAP_LOCKED;
+    }
+    if vma.has_flag(b"nr") {
+        flags |= libc::MAP_NORESERVE;
+    }
+    flags as u32
+}
+
+/// Builds the vma list of process `pid` and finds the pages to dump.
+pub fn collect(pid: Pid, files: &mut FileTable) -> Result<AddressSpace> {
+    let vmas = proc::read_smaps(pid).pctx(pid)?;
+    let pagemap = File::open(proc::path(pid, "pagemap")).map_err(|e| DumpError::Sys {
+        pid,
+        what: "open /proc/PID/pagemap".into(),
+        errno: stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    let mut space = AddressSpace::default();
+    let mut scan_buf = Vec::new();
+    let mut regions: Vec<PageRegion> = Vec::new();
+
+    for vma in &vmas {
+        let resource = || format!("vma {:x}-{:x} ({:?})", vma.start, vma.end, vma.path);
+        let unsupported = |reason: &str| DumpError::Unsupported {
+            pid,
+            resource: resource(),
+            reason: reason.to_owned(),
+        };
+        if (vma.has_flag(b"io") || vma.has_flag(b"pf"))
+            && !matches!(vma.path, VmaPath::Vvar | VmaPath::VvarVclock)
+        {
+            return Err(unsupported(
+                "device (VM_IO/VM_PFNMAP) mappings are not supported",
+            ));
+        }
+        let anon = libc::MAP_ANONYMOUS as u32;
+        let mut e = pb::VmaEntry {
+            start: vma.start,
+            end: vma.end,
+            pgoff: vma.offset,
+            shmid: 0,
+            prot: vma.prot() as u32,
+            flags: map_flags(vma),
+            status: vma_status::REGULAR,
+            fd: -1,
+            madv: None,
+            fdflags: None,
+        };
+        let mut private_pages = false;
+        match &vma.path {
+            VmaPath::Vsyscall => {
+                e.status = vma_status::VSYSCALL;
+                e.flags |= anon;
+            }
+            VmaPath::Vdso => {
+                e.status |= vma_status::VDSO;
+                e.flags |= anon;
+                space.vdso_size += vma.len();
+            }
+            VmaPath::Vvar | VmaPath::VvarVclock => {
+                e.status |= vma_status::VVAR;
+                e.flags |= anon;
+                space.vvar_size += vma.len();
+            }
+            VmaPath::Uprobes => {
+                return Err(unsupported("uprobes are attached to the process"));
+            }
+            VmaPath::Anonymous | VmaPath::Heap | VmaPath::Stack | VmaPath::AnonNamed(_)
+                if !vma.shared =>
+            {
+                e.status |= vma_status::ANON_PRIVATE;
+                if vma.path == VmaPath::Heap {
+                    e.status |= vma_status::HEAP;
+                }
+                if vma.path == VmaPath::Stack {
+                    e.status |= vma_status::STACK;
+                }
+                e.flags |= anon;
+                private_pages = true;
+            }
+            VmaPath::AnonNamed(_) | VmaPath::Anonymous => {
+                // Named shared anonymous memory ([anon_shmem:x]).
+                e.status |= vma_status::ANON_SHARED;
+                e.flags |= anon;
+                e.shmid = shmem_object(pid, vma, &mut space)?;
+            }
+            VmaPath::File { path, deleted } => {
+                if path == "/dev/zero" && *deleted && vma.shared {
+                    e.status |= vma_status::ANON_SHARED;
+                    e.flags |= anon;
+                    e.shmid = shmem_object(pid, vma, &mut space)?;
+                } else if path.starts_with("/SYSV") && *deleted {
+                    return Err(unsupported("SysV shared memory is not supported yet"));
+                } else if path.starts_with("/memfd:") {
+                    return Err(unsupported("memfd mappings are not supported yet"));
+                } else if *deleted {
+                    return Err(unsupported(
+                        "mappings of deleted files are not supported yet",
+                    ));
+                } else {
+                    let open_flags = if vma.shared && vma.has_flag(b"mw") {
+                        libc::O_RDWR
+                    } else {
+                        libc::O_RDONLY
+                    } as u32;
+                    e.shmid = u64::from(files.path_file(pid, path, open_flags)?);
+                    e.fdflags = Some(open_flags);
+                    if vma.shared {
+                        e.status |= vma_status::FILE_SHARED;
+                    } else {
+                        e.status |= vma_status::FILE_PRIVATE;
+                        private_pages = true;
+                    }
+                }
+            }
+            VmaPath::Other(name) => {
+                return Err(unsupported(&format!(
+                    "special mapping {name:?} is not supported"
+                )));
+            }
+            VmaPath::Heap | VmaPath::Stack => {
+                return Err(unsupported("shared heap or stack mapping"));
+            }
+        }
+        let madv = madvise_bits(vma);
+        if madv != 0 {
+            e.madv = Some(madv);
+        }
+        if private_pages && vma.rss_kb > 0 {
+            regions.clear();
+            mem::pagemap_scan(
+                pagemap.as_fd(),
+                vma.start,
+                vma.end,
+                ScanQuery::PRIVATE_DATA,
+                &mut scan_buf,
+                &mut regions,
+            )
+            .ctx(pid, || format!("PAGEMAP_SCAN {}", resource()))?;
+            for r in &regions {
+                match space.runs.last_mut() {
+                    Some(last) if last.end == r.start && last.end != vma.start => last.end = r.end,
+                    _ => space.runs.push(Run {
+                        start: r.start,
+                        end: r.end,
+                    }),
+                }
+            }
+        }
+        space.vmas.push(e);
+    }
+    Ok(space)
+}
+
+/// Opens the shmem object behind a shared anonymous vma (once per object).
+fn shmem_object(pid: Pid, vma: &Vma, space: &mut AddressSpace) -> Result<u64> {
+    let path = proc::path(pid, &format!("map_files/{:x}-{:x}", vma.start, vma.end));
+    let file = File::open(&path).map_err(|e| DumpError::Sys {
+        pid,
+        what: format!("open {}", path.display()),
+        errno: stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    let st = fs::fstat(file.as_fd()).ctx(pid, || format!("fstat {}", path.display()))?;
+    let shmid = st.st_ino;
+    if !space.shmem.iter().any(|s| s.shmid == shmid) {
+        space.shmem.push(ShmemObject {
+            shmid,
+            file,
+            size: st.st_size as u64,
+        });
+    }
+    Ok(shmid)
+}

@@ -1,0 +1,461 @@
+//! Per-task state: registers, FPU, signals, credentials, limits, scheduling — everything
+//! in `core-TID.img`, plus the mm fields that need a look from inside the task.
+//!
+//! Sources: ptrace register sets and signal queries, `/proc/PID/{stat,status,limits,...}`,
+//! and system calls injected into the stopped task for what only the task itself can ask
+//! the kernel (signal actions, sigaltstack, itimers, brk, prctl values).
+
+use stasis_images::consts::{SIGACTION_COUNT, task_state};
+use stasis_images::pb;
+use stasis_sys::abi::{self, Itimerval, KernelSigaction, StackT, UserRegs};
+use stasis_sys::ptrace::{self, Injector};
+use stasis_sys::{Pid, cpu, proc};
+
+use crate::error::{DumpError, ProcContext, Result, SysContext};
+use crate::freeze::{FrozenThread, syscall_ip};
+
+/// What injected system calls told us about a process (its leader thread).
+#[derive(Debug, Default)]
+pub struct ProcessInside {
+    /// Signal actions 1..=64.
+    pub sigactions: Vec<KernelSigaction>,
+    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.
+    pub itimers: [Itimerval; 3],
+    /// The current program break.
+    pub brk: u64,
+    /// PR_GET_DUMPABLE.
+    pub dumpable: i32,
+    /// PR_GET_THP_DISABLE.
+    pub thp_disabled: bool,
+    /// PR_GET_CHILD_SUBREAPER.
+    pub child_subreaper: bool,
+    /// ARCH_GET_XCOMP_PERM.
+    pub xcomp_perm: u64,
+}
+
+/// What injected system calls told us about one thread.
+#[derive(Debug, Default)]
+pub struct ThreadInside {
+    /// The alternate signal stack.
+    pub altstack: StackT,
+    /// The clear_child_tid address (set_tid_address).
+    pub tid_address: u64,
+    /// PR_GET_PDEATHSIG.
+    pub pdeath_sig: i32,
+    /// PR_GET_SECUREBITS.
+    pub securebits: u32,
+}
+
+/// Asks the stopped thread (and, for the leader, its process) what only it can know.
+pub fn look_inside(
+    t: &FrozenThread,
+    leader: bool,
+) -> Result<(Option<ProcessInside>, ThreadInside)> {
+    let pid = t.pid;
+    let tid = t.tracee.tid();
+    let ip = syscall_ip(pid)?;
+    let mut inj = Injector::new(&t.tracee, t.regs, ip);
+    let what = |w: &str| format!("{w} (injected into thread {tid})");
+
+    let (_, altstack) = inj
+        .syscall_out::<StackT>(abi::nr::SIGALTSTACK, [0; 6], 1)
+        .ctx(pid, || what("sigaltstack"))?;
+    let (_, tid_address) = inj
+        .syscall_out::<u64>(
+            abi::nr::PRCTL,
+            [abi::PR_GET_TID_ADDRESS as u64, 0, 0, 0, 0, 0],
+            1,
+        )
+        .ctx(pid, || what("prctl(PR_GET_TID_ADDRESS)"))?;
+    let (_, pdeath_sig) = inj
+        .syscall_out::<i32>(
+            abi::nr::PRCTL,
+            [libc::PR_GET_PDEATHSIG as u64, 0, 0, 0, 0, 0],
+            1,
+        )
+        .ctx(pid, || what("prctl(PR_GET_PDEATHSIG)"))?;
+    let securebits = inj
+        .syscall(
+            abi::nr::PRCTL,
+            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
+        )
+        .ctx(pid, || what("prctl(PR_GET_SECUREBITS)"))? as u32;
+    let thread = ThreadInside {
+        altstack,
+        tid_address,
+        pdeath_sig,
+        securebits,
+    };
+
+    let process = if leader {
+        let sigactions = inj.sigactions().ctx(pid, || what("rt_sigaction"))?;
+        let mut itimers = [Itimerval::default(); 3];
+        for (which, slot) in itimers.iter_mut().enumerate() {
+            let (_, v) = inj
+                .syscall_out::<Itimerval>(abi::nr::GETITIMER, [which as u64, 0, 0, 0, 0, 0], 1)
+                .ctx(pid, || what("getitimer"))?;
+            *slot = v;
+        }
+        let brk = inj.syscall(abi::nr::BRK, [0; 6]).ctx(pid, || what("brk"))?;
+        let prctl_value = |inj: &mut Injector<'_>, option: i32, name: &str| {
+            inj.syscall(abi::nr::PRCTL, [option as u64, 0, 0, 0, 0, 0])
+                .ctx(pid, || what(name))
+        };
+        let dumpable = prctl_value(&mut inj, libc::PR_GET_DUMPABLE, "prctl(PR_GET_DUMPABLE)")?;
+        let thp = prctl_value(
+            &mut inj,
+            abi::PR_GET_THP_DISABLE,
+            "prctl(PR_GET_THP_DISABLE)",
+        )?;
+        let (_, subreaper) = inj
+            .syscall_out::<i32>(
+                abi::nr::PRCTL,
+                [abi::PR_GET_CHILD_SUBREAPER as u64, 0, 0, 0, 0, 0],
+                1,
+            )
+            .ctx(pid, || what("prctl(PR_GET_CHILD_SUBREAPER)"))?;
+        let (_, xcomp_perm) = inj
+            .syscall_out::<u64>(
+                abi::nr::ARCH_PRCTL,
+                [abi::ARCH_GET_XCOMP_PERM, 0, 0, 0, 0, 0],
+                1,
+            )
+            .ctx(pid, || what("arch_prctl(ARCH_GET_XCOMP_PERM)"))?;
+        Some(ProcessInside {
+            sigactions,
+            itimers,
+            brk,
+            dumpable: dumpable as i32,
+            thp_disabled: thp != 0,
+            child_subreaper: subreaper != 0,
+            xcomp_perm,
+        })
+    } else {
+        None
+    };
+    inj.finish()
+        .ctx(pid, || format!("restore registers of thread {tid}"))?;
+    Ok((process, thread))
+}
+
+/// The image's general registers, rewound so an interrupted system call restarts.
+pub fn gpregs(regs: &UserRegs) -> pb::UserX86RegsEntry {
+    let mut r = *regs;
+    ptrace::rewind_interrupted_syscall(&mut r);
+    pb::UserX86RegsEntry {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        bp: r.bp,
+        bx: r.bx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        ax: r.ax,
+        cx: r.cx,
+        dx: r.dx,
+        si: r.si,
+        di: r.di,
+        orig_ax: r.orig_ax,
+        ip: r.ip,
+        cs: r.cs,
+        flags: r.flags,
+        sp: r.sp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+        mode: Some(pb::UserX86RegsMode::Native as i32),
+    }
+}
+
+fn u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+/// The XSAVE component `feature` of `xsave`, if the CPU has it and it fits.
+fn component(xsave: &[u8], feature: u32) -> Option<&[u8]> {
+    if cpu::xcr0() & (1 << feature) == 0 {
+        return None;
+    }
+    let (offset, size) = cpu::xfeature_offset(feature);
+    xsave.get(offset as usize..(offset + size) as usize)
+}
+
+/// The FPU state in CRIU's decomposed form, with the complete area kept alongside.
+pub fn fpregs(xsave: &[u8]) -> pb::UserX86FpregsEntry {
+    let field16 = |off: usize| u32::from(u16::from_le_bytes([xsave[off], xsave[off + 1]]));
+    let field32 = |off: usize| u32::from_le_bytes(xsave[off..off + 4].try_into().unwrap_or([0; 4]));
+    let field64 = |off: usize| u64::from_le_bytes(xsave[off..off + 8].try_into().unwrap_or([0; 8]));
+    if xsave.len() < 576 {
+        // Not an XSAVE area (cannot happen on CPUs with AVX); keep what we have.
+        return pb::UserX86FpregsEntry {
+            stasis_xsave: Some(xsave.to_vec()),
+            ..Default::default()
+        };
+    }
+    let xstate_bv = field64(512);
+    let xsave_entry = pb::UserX86XsaveEntry {
+        xstate_bv,
+        ymmh_space: component(xsave, 2).map(u32s).unwrap_or_default(),
+        bndreg_state: component(xsave, 3).map(u64s).unwrap_or_default(),
+        bndcsr_state: component(xsave, 4).map(u64s).unwrap_or_default(),
+        opmask_reg: component(xsave, 5).map(u64s).unwrap_or_default(),
+        zmm_upper: component(xsave, 6).map(u64s).unwrap_or_default(),
+        hi16_zmm: component(xsave, 7).map(u64s).unwrap_or_default(),
+        pkru: component(xsave, 9).map(u32s).unwrap_or_default(),
+        cet: None,
+    };
+    pb::UserX86FpregsEntry {
+        cwd: field16(0),
+        swd: field16(2),
+        twd: field16(4),
+        fop: field16(6),
+        rip: field64(8),
+        rdp: field64(16),
+        mxcsr: field32(24),
+        mxcsr_mask: field32(28),
+        st_space: u32s(&xsave[32..160]),
+        xmm_space: u32s(&xsave[160..416]),
+        padding: u32s(&xsave[416..512]),
+        xsave: Some(xsave_entry),
+        stasis_xsave: Some(xsave.to_vec()),
+    }
+}
+
+fn sigaction_entries(acts: &[KernelSigaction]) -> Vec<pb::SaEntry> {
+    let entries: Vec<pb::SaEntry> = acts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            let sig = *i as i32 + 1;
+            sig != libc::SIGKILL && sig != libc::SIGSTOP
+        })
+        .map(|(_, a)| pb::SaEntry {
+            sigaction: a.handler,
+            flags: a.flags,
+            restorer: a.restorer,
+            mask: a.mask,
+            compat_sigaction: None,
+            mask_extended: None,
+        })
+        .collect();
+    debug_assert_eq!(entries.len(), SIGACTION_COUNT);
+    entries
+}
+
+fn itimer(v: &Itimerval) -> pb::ItimerEntry {
+    pb::ItimerEntry {
+        isec: v.interval_sec as u64,
+        iusec: v.interval_usec as u64,
+        vsec: v.value_sec as u64,
+        vusec: v.value_usec as u64,
+    }
+}
+
+fn signal_queue(infos: Vec<abi::RawSiginfo>) -> Option<pb::SignalQueueEntry> {
+    if infos.is_empty() {
+        return None;
+    }
+    Some(pb::SignalQueueEntry {
+        signals: infos
+            .into_iter()
+            .map(|i| pb::SiginfoEntry {
+                siginfo: i.to_vec(),
+            })
+            .collect(),
+    })
+}
+
+fn caps(v: u64) -> Vec<u32> {
+    vec![v as u32, (v >> 32) as u32]
+}
+
+fn read_proc_number<T: std::str::FromStr>(pid: Pid, name: &str) -> Result<T> {
+    let path = proc::path(pid, name);
+    let text = proc::read_text(path.clone()).pctx(pid)?;
+    text.trim().parse().map_err(|_| DumpError::Proc {
+        pid,
+        source: proc::ProcError::Format {
+            path,
+            detail: format!("not a number: {:?}", text.trim()),
+        },
+    })
+}
+
+/// Builds `core-TID.img` for thread `t`. `process` is set for the leader.
+pub fn core_entry(
+    t: &FrozenThread,
+    process: Option<&ProcessInside>,
+    thread: &ThreadInside,
+) -> Result<pb::CoreEntry> {
+    let pid = t.pid;
+    let tid = t.tracee.tid();
+    let task_dir = format!("task/{tid}");
+    let stat = proc::parse_stat(
+        &proc::read_text(proc::path(pid, &format!("{task_dir}/stat"))).pctx(pid)?,
+        proc::path(pid, &format!("{task_dir}/stat")),
+    )
+    .pctx(pid)?;
+    let status = proc::parse_status(
+        &proc::read_text(proc::path(pid, &format!("{task_dir}/status"))).pctx(pid)?,
+        proc::path(pid, &format!("{task_dir}/status")),
+    )
+    .pctx(pid)?;
+    if status.seccomp != 0 {
+        return Err(DumpError::Unsupported {
+            pid,
+            resource: format!("thread {tid} seccomp (mode {})", status.seccomp),
+            reason: "seccomp filters are not supported yet".into(),
+        });
+    }
+    let xsave = t
+        .tracee
+        .xstate()
+        .ctx(pid, || format!("read XSAVE state of thread {tid}"))?;
+    let rseq = t
+        .tracee
+        .rseq_configuration()
+        .ctx(pid, || format!("read rseq of thread {tid}"))?;
+    let pending = t
+        .tracee
+        .pending_siginfo(false)
+        .ctx(pid, || format!("read signals of {tid}"))?;
+    let (futex_rla, futex_rla_len) = stasis_sys::process::robust_list(tid)
+        .ctx(pid, || format!("get_robust_list of thread {tid}"))?;
+
+    let creds = pb::CredsEntry {
+        uid: status.uid[0],
+        euid: status.uid[1],
+        suid: status.uid[2],
+        fsuid: status.uid[3],
+        gid: status.gid[0],
+        egid: status.gid[1],
+        sgid: status.gid[2],
+        fsgid: status.gid[3],
+        cap_inh: caps(status.cap_inh),
+        cap_prm: caps(status.cap_prm),
+        cap_eff: caps(status.cap_eff),
+        cap_bnd: caps(status.cap_bnd),
+        cap_amb: caps(status.cap_amb),
+        secbits: thread.securebits,
+        groups: status.groups.clone(),
+        no_new_privs: Some(u32::from(status.no_new_privs)),
+        ..Default::default()
+    };
+    let thread_core = pb::ThreadCoreEntry {
+        futex_rla,
+        futex_rla_len,
+        sched_nice: Some(stat.nice as i32),
+        sched_policy: Some(stat.policy),
+        sched_prio: Some(stat.rt_priority),
+        blk_sigset: Some(t.sigmask),
+        sas: Some(pb::ThreadSasEntry {
+            ss_sp: thread.altstack.ss_sp,
+            ss_size: thread.altstack.ss_size,
+            ss_flags: thread.altstack.ss_flags as u32,
+        }),
+        pdeath_sig: Some(thread.pdeath_sig as u32),
+        signals_p: signal_queue(pending),
+        creds: Some(creds),
+        seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
+        comm: Some(stat.comm.clone()),
+        rseq_entry: (rseq.rseq_abi_pointer != 0).then_some(pb::RseqEntry {
+            rseq_abi_pointer: rseq.rseq_abi_pointer,
+            rseq_abi_size: rseq.rseq_abi_size,
+            signature: rseq.signature,
+            rseq_cs_pointer: None,
+        }),
+        stasis_timerslack_ns: read_proc_number::<u64>(pid, "timerslack_ns").ok(),
+        ..Default::default()
+    };
+
+    let tc = match process {
+        Some(p) => {
+            let shared = t
+                .tracee
+                .pending_siginfo(true)
+                .ctx(pid, || "read process signals".to_owned())?;
+            let limits = proc::read_limits(pid).pctx(pid)?;
+            let personality = u32::from_str_radix(
+                proc::read_text(proc::path(pid, "personality"))
+                    .pctx(pid)?
+                    .trim(),
+                16,
+            )
+            .unwrap_or(0);
+            Some(pb::TaskCoreEntry {
+                task_state: task_state::ALIVE,
+                exit_code: 0,
+                personality,
+                flags: stat.flags,
+                blk_sigset: t.sigmask,
+                comm: stat.comm.clone(),
+                timers: Some(pb::TaskTimersEntry {
+                    real: Some(itimer(&p.itimers[0])),
+                    virt: Some(itimer(&p.itimers[1])),
+                    prof: Some(itimer(&p.itimers[2])),
+                    posix: Vec::new(),
+                }),
+                rlimits: Some(pb::TaskRlimitsEntry {
+                    rlimits: limits
+                        .iter()
+                        .map(|l| pb::RlimitEntry {
+                            cur: l.cur,
+                            max: l.max,
+                        })
+                        .collect(),
+                }),
+                signals_s: signal_queue(shared),
+                loginuid: read_proc_number::<u32>(pid, "loginuid").ok(),
+                oom_score_adj: Some(read_proc_number::<i32>(pid, "oom_score_adj")?),
+                sigactions: sigaction_entries(&p.sigactions),
+                child_subreaper: Some(p.child_subreaper),
+                stasis_xcomp_perm: Some(p.xcomp_perm),
+                ..Default::default()
+            })
+        }
+        None => None,
+    };
+
+    Ok(pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        thread_info: Some(pb::ThreadInfoX86 {
+            clear_tid_addr: thread.tid_address,
+            gpregs: Some(gpregs(&t.regs)),
+            fpregs: Some(fpregs(&xsave)),
+            tls: Vec::new(),
+        }),
+        tc,
+        ids: None,
+        thread_core: Some(thread_core),
+    })
+}
+
+/// Checks for timers we cannot save yet (POSIX timers).
+pub fn check_posix_timers(pid: Pid) -> Result<()> {
+    let text = proc::read_text(proc::path(pid, "timers")).pctx(pid)?;
+    if let Some(line) = text.lines().find(|l| l.starts_with("ID:")) {
+        return Err(DumpError::Unsupported {
+            pid,
+            resource: format!("POSIX timer ({})", line.trim()),
+            reason: "POSIX timers are not supported yet".into(),
+        });
+    }
+    Ok(())
+}

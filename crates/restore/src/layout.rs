@@ -1,0 +1,226 @@
+//! Where things go in the restore child's address space.
+//!
+//! The child still runs as a copy of stasis, whose mappings may sit where the image wants
+//! its own. So the image's memory is first built in a *zone*: a range free both in the
+//! child now and in the image, holding the bootstrap region (restorer blob, its program,
+//! data and stack), temporary slots for the kernel's vDSO, whole shared-memory objects,
+//! and one slot per vma. The restorer then unmaps everything outside the zone and moves
+//! each slot to its final address; since the zone is free in the image, no move can
+//! clobber a slot not yet moved.
+
+use std::collections::HashMap;
+
+use stasis_images::consts::vma_status;
+use stasis_images::{PAGE_SIZE, pb};
+use stasis_sys::proc::{Vma, VmaPath};
+
+use crate::image::TASK_SIZE;
+
+/// Virtual space kept for the bootstrap region (blob, program, frames, stack). Only what
+/// is used gets mapped; the rest is an inaccessible reservation.
+pub const BOOTSTRAP_RESERVE: u64 = 256 << 20;
+/// Slots of vmas at least this large keep their address modulo this, so transparent huge
+/// pages line up after the move.
+const HUGE: u64 = 2 << 20;
+/// Lowest address we place the zone at.
+const ZONE_FLOOR: u64 = 1 << 32;
+
+/// The plan for one restore child.
+#[derive(Debug)]
+pub struct Layout {
+    /// Start of the zone.
+    pub zone_start: u64,
+    /// End of the zone.
+    pub zone_end: u64,
+    /// Start of the bootstrap region (at the zone's start).
+    pub bootstrap: u64,
+    /// Premap address of each image vma (by index), `None` for vdso/vvar/vsyscall.
+    pub slots: Vec<Option<u64>>,
+    /// Temporary homes of the current vDSO pieces: (current start, length, slot).
+    pub vdso_slots: Vec<(u64, u64, u64)>,
+    /// Where each shared anonymous object is built: shmid -> (slot, size).
+    pub shmem_slots: HashMap<u64, (u64, u64)>,
+}
+
+/// Whether an image vma is premapped in a slot (everything but the kernel's own areas).
+pub fn is_premapped(v: &pb::VmaEntry) -> bool {
+    v.status & (vma_status::VSYSCALL | vma_status::VDSO | vma_status::VVAR) == 0
+}
+
+/// The size of each shared anonymous object: the furthest any vma maps into it.
+pub fn shmem_sizes(vmas: &[pb::VmaEntry]) -> HashMap<u64, u64> {
+    let mut sizes: HashMap<u64, u64> = HashMap::new();
+    for v in vmas
+        .iter()
+        .filter(|v| v.status & vma_status::ANON_SHARED != 0)
+    {
+        let end = v.pgoff + (v.end - v.start);
+        let e = sizes.entry(v.shmid).or_default();
+        *e = (*e).max(end);
+    }
+    sizes
+}
+
+/// The current vDSO pieces of this process, in address order.
+pub fn current_vdso(current: &[Vma]) -> Vec<(u64, u64)> {
+    current
+        .iter()
+        .filter(|v| matches!(v.path, VmaPath::Vvar | VmaPath::VvarVclock | VmaPath::Vdso))
+        .map(|v| (v.start, v.len()))
+        .collect()
+}
+
+/// Plans the zone for restoring `target` in a process currently laid out as `current`.
+pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
+    let shmem = shmem_sizes(target);
+    let vdso = current_vdso(current);
+    // Size: bootstrap, vDSO slots, shmem objects, vma slots with guard pages and room
+    // for huge-page alignment.
+    let mut size = BOOTSTRAP_RESERVE;
+    size += vdso.iter().map(|(_, len)| len + PAGE_SIZE).sum::<u64>();
+    size += shmem
+        .values()
+        .map(|s| s.next_multiple_of(PAGE_SIZE) + PAGE_SIZE)
+        .sum::<u64>();
+    for v in target.iter().filter(|v| is_premapped(v)) {
+        let len = v.end - v.start;
+        size += len + PAGE_SIZE + if len >= HUGE { HUGE } else { 0 };
+    }
+    let size = size.next_multiple_of(HUGE);
+
+    // Occupied ranges: the child's own mappings and the image's vmas.
+    let mut busy: Vec<(u64, u64)> = current
+        .iter()
+        .filter(|v| v.end <= TASK_SIZE)
+        .map(|v| (v.start, v.end))
+        .chain(target.iter().map(|v| (v.start, v.end)))
+        .collect();
+    busy.sort_unstable();
+    // Search from the top of the address space down for a gap that fits.
+    let mut gap_end = TASK_SIZE & !(HUGE - 1);
+    let mut start = None;
+    for &(b_start, b_end) in busy.iter().rev() {
+        if b_end <= gap_end {
+            let gap_start = b_end.next_multiple_of(HUGE) + HUGE;
+            if gap_end >= gap_start + size {
+                start = Some((gap_end - size) & !(HUGE - 1));
+                break;
+            }
+        }
+        gap_end = gap_end.min(b_start.saturating_sub(HUGE) & !(HUGE - 1));
+    }
+    if start.is_none() && gap_end >= ZONE_FLOOR + size {
+        start = Some((gap_end - size) & !(HUGE - 1));
+    }
+    let zone_start = start.filter(|s| *s >= ZONE_FLOOR)?;
+
+    let mut next = zone_start + BOOTSTRAP_RESERVE;
+    let mut vdso_slots = Vec::new();
+    for (cur, len) in vdso {
+        vdso_slots.push((cur, len, next));
+        next += len + PAGE_SIZE;
+    }
+    let mut shmem_slots = HashMap::new();
+    let mut ids: Vec<_> = shmem.iter().collect();
+    ids.sort_unstable();
+    for (id, size) in ids {
+        shmem_slots.insert(*id, (next, *size));
+        next += size.next_multiple_of(PAGE_SIZE) + PAGE_SIZE;
+    }
+    let mut slots = Vec::with_capacity(target.len());
+    for v in target {
+        if !is_premapped(v) {
+            slots.push(None);
+            continue;
+        }
+        let len = v.end - v.start;
+        if len >= HUGE {
+            // Same offset within a huge page as the final address.
+            let want = v.start % HUGE;
+            let base = next.next_multiple_of(HUGE);
+            let slot = if base + want >= next {
+                base + want
+            } else {
+                base + HUGE + want
+            };
+            next = slot;
+        }
+        slots.push(Some(next));
+        next += len + PAGE_SIZE;
+    }
+    debug_assert!(next <= zone_start + size);
+    Some(Layout {
+        zone_start,
+        zone_end: zone_start + size,
+        bootstrap: zone_start,
+        slots,
+        vdso_slots,
+        shmem_slots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vma(start: u64, end: u64, status: u32) -> pb::VmaEntry {
+        pb::VmaEntry {
+            start,
+            end,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn cur(start: u64, end: u64, path: VmaPath) -> Vma {
+        Vma {
+            start,
+            end,
+            read: true,
+            write: true,
+            exec: false,
+            shared: false,
+            offset: 0,
+            dev_major: 0,
+            dev_minor: 0,
+            inode: 0,
+            path,
+            vm_flags: vec![],
+            rss_kb: 0,
+            anon_huge_kb: 0,
+        }
+    }
+
+    #[test]
+    fn zone_avoids_both_layouts_and_keeps_huge_alignment() {
+        let anon = vma_status::REGULAR | vma_status::ANON_PRIVATE;
+        let target = vec![
+            vma(0x5555_0000_0000, 0x5555_0000_4000, anon),
+            vma(0x7f00_0020_1000, 0x7f00_0060_1000, anon),
+            vma(
+                0x7fff_f000_0000,
+                0x7fff_f000_2000,
+                vma_status::REGULAR | vma_status::VDSO,
+            ),
+        ];
+        let current = vec![
+            cur(0x5600_0000_0000, 0x5600_0010_0000, VmaPath::Anonymous),
+            cur(0x7ffd_0000_0000, 0x7ffd_0000_2000, VmaPath::Vdso),
+            cur(0x7ffe_0000_0000, 0x7ffe_0010_0000, VmaPath::Stack),
+        ];
+        let l = plan(&current, &target).unwrap();
+        let overlaps = |s: u64, e: u64| s < l.zone_end && l.zone_start < e;
+        for v in &target {
+            assert!(!overlaps(v.start, v.end));
+        }
+        for v in &current {
+            assert!(!overlaps(v.start, v.end));
+        }
+        assert_eq!(l.slots[2], None);
+        let big = l.slots[1].unwrap();
+        assert_eq!(big % HUGE, target[1].start % HUGE);
+        assert!(l.slots[0].unwrap() >= l.zone_start + BOOTSTRAP_RESERVE);
+        assert!(big + 0x40_0000 <= l.zone_end);
+        assert_eq!(l.vdso_slots.len(), 1);
+    }
+}

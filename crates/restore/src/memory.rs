@@ -1,0 +1,383 @@
+//! Rebuilding the address space: premapping every vma in its slot, filling it from the
+//! pages images, and the restorer ops that move everything into place.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+
+use stasis_images::consts::vma_status;
+use stasis_images::{ImageKind, PAGE_SIZE, pb};
+use stasis_sys::abi::{self, nr};
+use stasis_sys::mem::Reservation;
+use stasis_sys::{Errno, Pid, fs};
+
+use crate::error::{RestoreError, Result, SysContext, invalid};
+use crate::image::{Images, ProcessImage, entry_pages};
+use crate::layout::Layout;
+use crate::program::Program;
+
+/// A chunk of pages to read: destination address, length, offset in the pages image.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    dest: u64,
+    len: u64,
+    file_offset: u64,
+}
+
+fn open_image_file(images: &Images, pid: Pid, name: &str) -> Result<File> {
+    images
+        .dir
+        .open_raw(name)
+        .map_err(RestoreError::from)
+        .map_err(|e| match e {
+            RestoreError::Image(stasis_images::Error::Missing { .. }) => invalid(
+                name.to_owned(),
+                format!("missing, but process {pid} needs it"),
+            ),
+            other => other,
+        })
+}
+
+fn open_mapped_file(pid: Pid, reg: &pb::RegFileEntry, flags: u32) -> Result<OwnedFd> {
+    let path = std::path::Path::new(&reg.name);
+    let mode = (flags as i32 & libc::O_ACCMODE) | libc::O_CLOEXEC;
+    fs::open(path, mode, 0).ctx(pid, || format!("open mapped file {}", reg.name))
+}
+
+/// Premaps every vma of `p` into its slot and fills private and shared memory from the
+/// images. Returns the fds the mappings were made from (to be closed by the caller).
+pub fn premap_and_fill(
+    images: &Images,
+    p: &ProcessImage,
+    layout: &Layout,
+    zone: &Reservation,
+) -> Result<()> {
+    let pid = p.pid();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+
+    // Shared anonymous objects: build each whole object once, fill it, then map the
+    // vmas from it through map_files, so all of them share one object as before.
+    let mut shmem_files: HashMap<u64, File> = HashMap::new();
+    for (shmid, (slot, size)) in &layout.shmem_slots {
+        let len = size.next_multiple_of(PAGE_SIZE);
+        zone.map(
+            *slot,
+            len,
+            rw,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            None,
+            0,
+        )
+        .ctx(pid, || format!("create shared memory object {shmid}"))?;
+        if let Some(sh) = images.shmem.get(shmid) {
+            let pages = open_image_file(
+                images,
+                pid,
+                &ImageKind::Pages.file_name(u64::from(sh.pages_id)),
+            )?;
+            let mut offset = 0u64;
+            for e in &sh.pagemap {
+                let bytes = entry_pages(e) * PAGE_SIZE;
+                if e.vaddr + bytes > len {
+                    return Err(invalid(
+                        ImageKind::ShmemPagemap.file_name(*shmid),
+                        format!(
+                            "entry at offset {:#x} is beyond the object's {len} bytes",
+                            e.vaddr
+                        ),
+                    ));
+                }
+                zone.read_file(pages.as_fd(), slot + e.vaddr, bytes, offset)
+                    .ctx(pid, || {
+                        format!("read shared memory object {shmid} contents")
+                    })?;
+                offset += bytes;
+            }
+        }
+        let path = format!("/proc/self/map_files/{:x}-{:x}", slot, slot + len);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| RestoreError::Sys {
+                pid,
+                what: format!("open {path}"),
+                errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        shmem_files.insert(*shmid, file);
+    }
+
+    for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
+        let Some(slot) = *slot else { continue };
+        let len = v.end - v.start;
+        let what = || format!("premap vma {:#x}-{:#x}", v.start, v.end);
+        let growsdown = v.flags & libc::MAP_GROWSDOWN as u32;
+        let norerserve = v.flags & libc::MAP_NORESERVE as u32;
+        let extra = (growsdown | norerserve) as i32;
+        if v.status & vma_status::ANON_PRIVATE != 0 {
+            zone.map(
+                slot,
+                len,
+                rw,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
+                None,
+                0,
+            )
+            .ctx(pid, what)?;
+        } else if v.status & vma_status::ANON_SHARED != 0 {
+            let file = shmem_files.get(&v.shmid).ok_or_else(|| {
+                invalid(
+                    "mm",
+                    format!("vma {:#x} uses unknown shared object {}", v.start, v.shmid),
+                )
+            })?;
+            zone.map(
+                slot,
+                len,
+                rw,
+                libc::MAP_SHARED | extra,
+                Some(file.as_fd()),
+                v.pgoff,
+            )
+            .ctx(pid, what)?;
+        } else if v.status & (vma_status::FILE_PRIVATE | vma_status::FILE_SHARED) != 0 {
+            let reg = images.reg_file(v.shmid as u32, &format!("vma {:#x}", v.start))?;
+            let flags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
+            let fd = open_mapped_file(pid, reg, flags)?;
+            let (prot, share) = if v.status & vma_status::FILE_SHARED != 0 {
+                // Shared mappings get their final protection now: no filling happens.
+                (v.prot as i32, libc::MAP_SHARED)
+            } else {
+                (rw, libc::MAP_PRIVATE)
+            };
+            zone.map(slot, len, prot, share | extra, Some(fd.as_fd()), v.pgoff)
+                .ctx(pid, what)?;
+        } else {
+            return Err(RestoreError::Unsupported {
+                pid,
+                resource: format!("vma {:#x}-{:#x} (status {:#x})", v.start, v.end, v.status),
+                reason: "this kind of memory area cannot be restored yet".into(),
+            });
+        }
+        if let Some(madv) = v.madv
+            && madv & (1 << abi::MADV_HUGEPAGE) != 0
+        {
+            // Fill with huge pages where the original had them asked for.
+            zone.advise(slot, len, libc::MADV_HUGEPAGE)
+                .ctx(pid, || "madvise(MADV_HUGEPAGE)".into())?;
+        }
+    }
+
+    let chunks = private_chunks(p, layout)?;
+    let pages_name = ImageKind::Pages.file_name(u64::from(p.pages_id));
+    let pages = open_image_file(images, pid, &pages_name)?;
+    let total: u64 = chunks.iter().map(|c| c.len).sum();
+    let size = pages.metadata().map(|m| m.len()).unwrap_or(0);
+    if size < total {
+        return Err(invalid(
+            pages_name,
+            format!("{size} bytes, but the pagemap needs {total}"),
+        ));
+    }
+    fill(pid, zone, &pages, &chunks)
+}
+
+/// Splits the pagemap into chunks within single vmas, with their slot addresses.
+fn private_chunks(p: &ProcessImage, layout: &Layout) -> Result<Vec<Chunk>> {
+    let mut chunks = Vec::new();
+    let mut file_offset = 0u64;
+    let mut vi = 0usize;
+    for e in &p.pagemap {
+        let mut addr = e.vaddr;
+        let end = e.vaddr + entry_pages(e) * PAGE_SIZE;
+        while addr < end {
+            while vi < p.mm.vmas.len() && p.mm.vmas[vi].end <= addr {
+                vi += 1;
+            }
+            let v =
+                p.mm.vmas
+                    .get(vi)
+                    .filter(|v| v.start <= addr)
+                    .ok_or_else(|| {
+                        invalid("pagemap", format!("page {addr:#x} is outside every vma"))
+                    })?;
+            let slot = layout.slots[vi]
+                .ok_or_else(|| invalid("pagemap", format!("page {addr:#x} is in a kernel area")))?;
+            let len = end.min(v.end) - addr;
+            chunks.push(Chunk {
+                dest: slot + (addr - v.start),
+                len,
+                file_offset,
+            });
+            file_offset += len;
+            addr += len;
+        }
+    }
+    Ok(chunks)
+}
+
+/// Reads the chunks straight into place, on two threads when there is enough to share.
+fn fill(pid: Pid, zone: &Reservation, pages: &File, chunks: &[Chunk]) -> Result<()> {
+    let total: u64 = chunks.iter().map(|c| c.len).sum();
+    let read = |part: &[Chunk]| -> Result<()> {
+        for c in part {
+            zone.read_file(pages.as_fd(), c.dest, c.len, c.file_offset)
+                .ctx(pid, || format!("read pages into {:#x}", c.dest))?;
+        }
+        Ok(())
+    };
+    if total < (64 << 20) {
+        return read(chunks);
+    }
+    // Split by bytes, cutting a chunk in two if needed.
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    let mut acc = 0u64;
+    for c in chunks {
+        let half = total / 2;
+        if acc >= half {
+            second.push(*c);
+        } else if acc + c.len <= half {
+            first.push(*c);
+        } else {
+            let cut = (half - acc).next_multiple_of(PAGE_SIZE).min(c.len);
+            first.push(Chunk { len: cut, ..*c });
+            if cut < c.len {
+                second.push(Chunk {
+                    dest: c.dest + cut,
+                    len: c.len - cut,
+                    file_offset: c.file_offset + cut,
+                });
+            }
+        }
+        acc += c.len;
+    }
+    std::thread::scope(|s| {
+        let other = s.spawn(|| read(&second));
+        let mine = read(&first);
+        let theirs = other.join().unwrap_or_else(|_| {
+            Err(RestoreError::Other(format!(
+                "process {pid}: page filling thread panicked"
+            )))
+        });
+        mine.and(theirs)
+    })
+}
+
+/// The ops that move the premapped memory into place and give it its final shape.
+pub fn emit_moves(prog: &mut Program, p: &ProcessImage, layout: &Layout) -> Result<()> {
+    let pid = p.pid();
+    let fixed = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    // 1. Park the kernel's vDSO pieces inside the zone.
+    for (cur, len, slot) in &layout.vdso_slots {
+        prog.syscall_expect(
+            nr::MREMAP,
+            [*cur, *len, *len, fixed, *slot, 0],
+            *slot,
+            format!("park vDSO piece {cur:#x}"),
+        );
+    }
+    // 2. Unmap every byte of stasis outside the zone.
+    if layout.zone_start > 0 {
+        prog.syscall(
+            nr::MUNMAP,
+            [0, layout.zone_start, 0, 0, 0, 0],
+            "unmap below the zone",
+        );
+    }
+    prog.syscall(
+        nr::MUNMAP,
+        [
+            layout.zone_end,
+            crate::image::TASK_SIZE - layout.zone_end,
+            0,
+            0,
+            0,
+            0,
+        ],
+        "unmap above the zone",
+    );
+    // 3. Move every vma to its address.
+    for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
+        let Some(slot) = *slot else { continue };
+        let len = v.end - v.start;
+        prog.syscall_expect(
+            nr::MREMAP,
+            [slot, len, len, fixed, v.start, 0],
+            v.start,
+            format!("move vma {:#x}-{:#x} into place", v.start, v.end),
+        );
+    }
+    // 4. The vDSO: the kernel's pieces go where the image had them, if the layouts match.
+    let image_vdso: Vec<&pb::VmaEntry> =
+        p.mm.vmas
+            .iter()
+            .filter(|v| v.status & (vma_status::VDSO | vma_status::VVAR) != 0)
+            .collect();
+    if !image_vdso.is_empty() {
+        let sizes_match = image_vdso.len() == layout.vdso_slots.len()
+            && image_vdso
+                .iter()
+                .zip(&layout.vdso_slots)
+                .all(|(v, (_, len, _))| v.end - v.start == *len);
+        if !sizes_match {
+            return Err(RestoreError::Unsupported {
+                pid,
+                resource: "vDSO".into(),
+                reason: format!(
+                    "the image's vDSO layout ({}) differs from this kernel's ({}); restoring \
+                     across kernels with different vDSOs is not supported yet",
+                    image_vdso
+                        .iter()
+                        .map(|v| format!("{:#x}", v.end - v.start))
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                    layout
+                        .vdso_slots
+                        .iter()
+                        .map(|(_, l, _)| format!("{l:#x}"))
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                ),
+            });
+        }
+        for (v, (_, len, slot)) in image_vdso.iter().zip(&layout.vdso_slots) {
+            prog.syscall_expect(
+                nr::MREMAP,
+                [*slot, *len, *len, fixed, v.start, 0],
+                v.start,
+                format!("move vDSO piece to {:#x}", v.start),
+            );
+        }
+    }
+    // 5. Unmap what is left of the zone around the bootstrap region.
+    let bootstrap_end = layout.bootstrap + crate::layout::BOOTSTRAP_RESERVE;
+    prog.syscall(
+        nr::MUNMAP,
+        [bootstrap_end, layout.zone_end - bootstrap_end, 0, 0, 0, 0],
+        "unmap the zone",
+    );
+    // 6. Final protections and advice.
+    for v in p.mm.vmas.iter().filter(|v| crate::layout::is_premapped(v)) {
+        let len = v.end - v.start;
+        if v.status & vma_status::FILE_SHARED == 0 {
+            prog.syscall(
+                nr::MPROTECT,
+                [v.start, len, u64::from(v.prot), 0, 0, 0],
+                format!("mprotect vma {:#x}", v.start),
+            );
+        }
+        let madv = v.madv.unwrap_or(0);
+        for advice in 0..64u64 {
+            // MADV_HUGEPAGE was applied in the slot already and moved along.
+            if madv & (1 << advice) != 0 && advice != u64::from(abi::MADV_HUGEPAGE) {
+                prog.syscall(
+                    nr::MADVISE,
+                    [v.start, len, advice, 0, 0, 0],
+                    format!("madvise({advice}) vma {:#x}", v.start),
+                );
+            }
+        }
+    }
+    Ok(())
+}
