@@ -26,6 +26,9 @@ pub struct Run {
     pub start: u64,
     /// One past the last address.
     pub end: u64,
+    /// Whether the vma is readable. process_vm_readv honours protections, so pages of
+    /// PROT_NONE or write-only vmas are read through /proc/PID/mem instead.
+    pub readable: bool,
 }
 
 impl Run {
@@ -244,6 +247,7 @@ pub fn collect(pid: Pid, files: &mut FileTable) -> Result<AddressSpace> {
                     _ => space.runs.push(Run {
                         start: r.start,
                         end: r.end,
+                        readable: vma.read,
                     }),
                 }
             }

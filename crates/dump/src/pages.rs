@@ -55,12 +55,28 @@ fn pagemap_entry(vaddr: u64, nr_pages: u64) -> pb::PagemapEntry {
     }
 }
 
-/// One batch for the reader: up to IOV_MAX ranges totalling at most BUFFER_SIZE.
-fn batches(runs: &[Run]) -> Vec<Vec<RemoteRange>> {
+/// One batch for the reader: up to IOV_MAX ranges totalling at most BUFFER_SIZE, all
+/// readable or all not (those go through /proc/PID/mem).
+#[derive(Debug, Default)]
+struct Batch {
+    ranges: Vec<RemoteRange>,
+    readable: bool,
+}
+
+fn batches(runs: &[Run]) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut cur: Vec<RemoteRange> = Vec::new();
     let mut cur_len = 0u64;
+    let mut cur_readable = true;
     for r in runs {
+        if r.readable != cur_readable && !cur.is_empty() {
+            out.push(Batch {
+                ranges: std::mem::take(&mut cur),
+                readable: cur_readable,
+            });
+            cur_len = 0;
+        }
+        cur_readable = r.readable;
         let mut start = r.start;
         while start < r.end {
             let room = BUFFER_SIZE as u64 - cur_len;
@@ -69,20 +85,49 @@ fn batches(runs: &[Run]) -> Vec<Vec<RemoteRange>> {
             cur_len += len;
             start += len;
             if cur_len == BUFFER_SIZE as u64 || cur.len() == mem::IOV_MAX {
-                out.push(std::mem::take(&mut cur));
+                out.push(Batch {
+                    ranges: std::mem::take(&mut cur),
+                    readable: cur_readable,
+                });
                 cur_len = 0;
             }
         }
     }
     if !cur.is_empty() {
-        out.push(cur);
+        out.push(Batch {
+            ranges: cur,
+            readable: cur_readable,
+        });
     }
     out
+}
+
+/// Reads a batch of pages that process_vm_readv may not (protections) from /proc/PID/mem,
+/// which reads regardless of protection, as a debugger does.
+fn read_via_proc_mem(
+    mem_file: &File,
+    batch: &[RemoteRange],
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut off = 0usize;
+    for r in batch {
+        mem_file.read_exact_at(&mut buf[off..off + r.len as usize], r.addr)?;
+        off += r.len as usize;
+    }
+    Ok(off)
 }
 
 /// Copies the private pages `runs` of `pid` into `out`. Returns the bytes written.
 pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64> {
     let batches = batches(runs);
+    let mem_file = if batches.iter().any(|b| !b.readable) {
+        Some(
+            File::open(format!("/proc/{pid}/mem"))
+                .map_err(|e| io_error(pid, "open /proc/PID/mem".into(), e))?,
+        )
+    } else {
+        None
+    };
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
     for _ in 0..BUFFERS {
@@ -94,21 +139,30 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
                 let Ok(mut buf) = empty_rx.recv() else {
                     return Ok(());
                 };
-                let want: u64 = batch.iter().map(|r| r.len).sum();
-                let got = mem::read_process_ranges(pid, batch, &mut buf).map_err(|errno| {
-                    DumpError::Sys {
-                        pid,
-                        what: format!("process_vm_readv at {:#x}", batch[0].addr),
-                        errno,
+                let ranges = &batch.ranges;
+                let want: u64 = ranges.iter().map(|r| r.len).sum();
+                let got = match &mem_file {
+                    Some(f) if !batch.readable => {
+                        read_via_proc_mem(f, ranges, &mut buf).map_err(|e| {
+                            io_error(
+                                pid,
+                                format!("read /proc/PID/mem at {:#x}", ranges[0].addr),
+                                e,
+                            )
+                        })?
                     }
-                })?;
+                    _ => mem::read_process_ranges(pid, ranges, &mut buf).map_err(|errno| {
+                        DumpError::Sys {
+                            pid,
+                            what: format!("process_vm_readv at {:#x}", ranges[0].addr),
+                            errno,
+                        }
+                    })?,
+                };
                 if got as u64 != want {
                     return Err(DumpError::Sys {
                         pid,
-                        what: format!(
-                            "process_vm_readv at {:#x}: {got} of {want} bytes",
-                            batch[0].addr
-                        ),
+                        what: format!("copy pages at {:#x}: {got} of {want} bytes", ranges[0].addr),
                         errno: Errno(libc::EFAULT),
                     });
                 }
@@ -126,9 +180,9 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
                 break;
             }
             written += len as u64;
-            if empty_tx.send(buf).is_err() {
-                break;
-            }
+            // The reader may be done already (its end of this channel dropped); what is
+            // still queued for writing must be written anyway.
+            let _ = empty_tx.send(buf);
         }
         // Unblock the reader if we stopped early.
         drop(empty_tx);
@@ -139,7 +193,16 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
         if let Some(e) = write_error {
             return Err(e);
         }
-        read_result.map(|()| written)
+        read_result?;
+        let expected: u64 = runs.iter().map(Run::len).sum();
+        if written != expected {
+            return Err(io_error(
+                pid,
+                format!("pages image got {written} of {expected} bytes"),
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        Ok(written)
     })
 }
 

@@ -142,6 +142,7 @@ fn prepare(
     *from_parent = std::fs::File::from(moved_from);
     let (opened, installs) = files::open_all(images, p, high)?;
     let cwd = open_dir(pid, images, p.fs.cwd_id, "cwd")?;
+    let cwd = fs::move_above(cwd, high).ctx(pid, || "move the cwd fd".into())?;
     let root_reg = images.reg_file(p.fs.root_id, "root")?;
     let exe_reg = images.reg_file(p.mm.exe_file_id, "exe")?;
     let exe = fs::open(
