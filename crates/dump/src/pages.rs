@@ -266,28 +266,38 @@ mod tests {
 
     #[test]
     fn batches_respect_buffer_and_iov_limits() {
+        let end = 0x10000 + 3 * BUFFER_SIZE as u64 + 4096;
         let big = Run {
             start: 0x10000,
-            end: 0x10000 + 3 * BUFFER_SIZE as u64 + 4096,
+            end,
+            readable: true,
         };
         let b = batches(&[big]);
         assert_eq!(b.len(), 4);
-        assert!(
-            b.iter()
-                .all(|b| b.iter().map(|r| r.len).sum::<u64>() <= BUFFER_SIZE as u64)
-        );
+        let sizes = b
+            .iter()
+            .map(|b| b.ranges.iter().map(|r| r.len).sum::<u64>());
+        assert!(sizes.clone().all(|s| s <= BUFFER_SIZE as u64));
+        assert_eq!(sizes.sum::<u64>(), end - 0x10000);
         let many: Vec<Run> = (0..3000u64)
             .map(|i| Run {
                 start: i * 8192,
                 end: i * 8192 + 4096,
+                readable: i % 7 != 3,
             })
             .collect();
         let b = batches(&many);
-        assert!(b.iter().all(|b| b.len() <= mem::IOV_MAX));
-        let total: u64 = b.iter().flatten().map(|r| r.len).sum();
+        assert!(b.iter().all(|b| b.ranges.len() <= mem::IOV_MAX));
+        let total: u64 = b.iter().flat_map(|b| &b.ranges).map(|r| r.len).sum();
         assert_eq!(total, 3000 * 4096);
         // Order is preserved: the pages image is read back in pagemap order.
-        let flat: Vec<u64> = b.iter().flatten().map(|r| r.addr).collect();
+        let flat: Vec<u64> = b.iter().flat_map(|b| &b.ranges).map(|r| r.addr).collect();
         assert!(flat.windows(2).all(|w| w[0] < w[1]));
+        // Unreadable runs travel in batches of their own.
+        for batch in &b {
+            for r in &batch.ranges {
+                assert_eq!(batch.readable, (r.addr / 8192) % 7 != 3);
+            }
+        }
     }
 }
