@@ -62,7 +62,10 @@ fn main() -> ExitCode {
     match run(&command, &args) {
         Ok(code) => code,
         Err(e) => {
-            log::error!("{e}");
+            // The log file gets the error too; without one the log is stderr already.
+            if args.log_file.is_some() {
+                log::error!("{e}");
+            }
             eprintln!("stasis {command}: error: {e}");
             ExitCode::from(1)
         }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod consts;
+pub mod decode;
 mod dir;
 mod framing;
 mod kind;

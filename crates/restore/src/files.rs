@@ -42,16 +42,8 @@ pub fn open_reg(pid: Pid, reg: &pb::RegFileEntry, validate_size: bool) -> Result
     if validate_size
         && let Some(size) = reg.size
         && st.st_mode & libc::S_IFMT == libc::S_IFREG
-        && st.st_size as u64 != size
     {
-        return Err(RestoreError::Unsupported {
-            pid,
-            resource: format!("file {}", reg.name),
-            reason: format!(
-                "its size changed since the dump ({size} bytes then, {} now)",
-                st.st_size
-            ),
-        });
+        check_size(pid, reg, size, st.st_size as u64)?;
     }
     let kind = st.st_mode & libc::S_IFMT;
     if (kind == libc::S_IFREG || kind == libc::S_IFDIR) && reg.pos != 0 {
@@ -69,6 +61,27 @@ pub fn open_reg(pid: Pid, reg: &pb::RegFileEntry, validate_size: bool) -> Result
         }
     }
     Ok(fd)
+}
+
+/// A file must still be what the process had open. One it only reads must not have
+/// changed size; one it writes may have grown (a log the process kept appending to after a
+/// `--leave-running` dump), but not shrunk below what the process saw.
+fn check_size(pid: Pid, reg: &pb::RegFileEntry, then: u64, now: u64) -> Result<()> {
+    let writable = reg.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY;
+    if now == then || (writable && now > then) {
+        if now != then {
+            log::warn!(
+                "process {pid}: {} grew from {then} to {now} bytes since the dump",
+                reg.name
+            );
+        }
+        return Ok(());
+    }
+    Err(RestoreError::Unsupported {
+        pid,
+        resource: format!("file {}", reg.name),
+        reason: format!("its size changed since the dump ({then} bytes then, {now} now)"),
+    })
 }
 
 /// Opens every description of `p`'s fd table, each moved to a number at or above

@@ -140,11 +140,11 @@ fn supervise(images: &Images, pid: Pid, from_child: OwnedFd, to_child: OwnedFd) 
                 syscall_insn: w(2),
             }
         }
+        // The child's errors already name the process.
         Some((MSG_ERROR, p)) => {
-            return Err(RestoreError::Child {
-                pid,
-                message: String::from_utf8_lossy(&p).into_owned(),
-            });
+            return Err(RestoreError::Other(
+                String::from_utf8_lossy(&p).into_owned(),
+            ));
         }
         _ => {
             return Err(RestoreError::Child {

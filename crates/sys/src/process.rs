@@ -249,3 +249,68 @@ pub fn set_name(name: &str) -> Result<()> {
     let r = unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
     Errno::result(r.into()).map(drop)
 }
+
+/// Spawns `cmd` with our fd `fd` available as `target_fd` in the child (dup2 between fork
+/// and exec). Used to hand a readiness pipe to a workload.
+pub fn spawn_with_fd(
+    cmd: &mut std::process::Command,
+    fd: std::os::fd::BorrowedFd<'_>,
+    target_fd: i32,
+) -> std::io::Result<std::process::Child> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // Runs in the forked child before exec: only async-signal-safe calls.
+    let place = move || -> std::io::Result<()> {
+        let r = if raw == target_fd {
+            // SAFETY: fcntl on an fd number; no memory is involved.
+            unsafe { libc::fcntl(raw, libc::F_SETFD, 0) }
+        } else {
+            // SAFETY: dup2 on fd numbers; no memory is involved.
+            unsafe { libc::dup2(raw, target_fd) }
+        };
+        if r == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: the closure only calls dup2/fcntl, which are async-signal-safe, and touches
+    // no state of the parent, as pre_exec requires.
+    unsafe { cmd.pre_exec(place) };
+    cmd.spawn()
+}
+
+/// Waits up to `timeout` for `fd` to become readable (or hung up). Returns whether it did.
+pub fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: poll reads and writes the one pollfd we own.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match Errno::result(r.into()) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Marks every fd above `min` close-on-exec, so children we spawn inherit only what we
+/// give them (environments may leak stray descriptors into us).
+pub fn cloexec_all_above(min: i32) -> Result<()> {
+    let fds = crate::proc::fds(getpid()).map_err(|_| Errno(libc::EIO))?;
+    for fd in fds.into_iter().filter(|fd| *fd > min) {
+        // Ignore fds that vanished (the one read_dir used).
+        let _ = crate::fs::set_cloexec(fd, true);
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The end-to-end harness: builds fixtures, runs them, drives `stasis` through its CRIU
+//! command line, and reads verdicts.
+//!
+//! Every test runs in its own process under nextest, as a child subreaper (restored
+//! processes are reparented to us when `stasis restore -d` exits), serially (one
+//! test group of one thread, see .config/nextest.toml). Synchronisation is by readiness
+//! pipe and by waiting for processes to exit; every wait has a deadline.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use stasis_sys::process::{self, ExitStatus};
+
+/// The stasis binary under test.
+pub fn stasis_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_stasis")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One-time setup of the test process.
+pub fn setup() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        assert!(
+            stasis_sys::probe::has_capability(21),
+            "end-to-end tests need root (CAP_SYS_ADMIN for ptrace, clone3 set_tid, PR_SET_MM_MAP)"
+        );
+        process::set_child_subreaper().expect("PR_SET_CHILD_SUBREAPER");
+        // Stray inherited fds (the CI runner's, a terminal's) must not leak into fixtures.
+        process::cloexec_all_above(2).expect("mark fds close-on-exec");
+    });
+}
+
+/// A scratch directory for one test, removed when dropped unless the test failed.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let base = std::env::var_os("STASIS_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/e2e"));
+        let path = base.join(format!("{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        Scratch { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Compiles fixture `name` (fixtures/NAME.c) once per source change.
+pub fn build_fixture(name: &str) -> PathBuf {
+    let root = repo_root();
+    let src = root.join(format!("fixtures/{name}.c"));
+    let header = root.join("fixtures/fixture.h");
+    let out_dir = root.join("target/fixtures");
+    std::fs::create_dir_all(&out_dir).expect("fixture dir");
+    let out = out_dir.join(name);
+    let newest_src = [&src, &header]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+        .expect("fixture source exists");
+    let fresh = std::fs::metadata(&out)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= newest_src);
+    if !fresh {
+        let tmp = out_dir.join(format!("{name}.tmp{}", std::process::id()));
+        let status = Command::new("gcc")
+            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
+            .arg(root.join("fixtures"))
+            .arg(&src)
+            .arg("-o")
+            .arg(&tmp)
+            .status()
+            .expect("run gcc");
+        assert!(status.success(), "compiling fixture {name} failed");
+        std::fs::rename(&tmp, &out).expect("install fixture");
+    }
+    out
+}
+
+/// A fixture (or any program) running under test.
+pub struct Running {
+    pub pid: i32,
+    pub verdict: PathBuf,
+    pub log: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+/// How to start a fixture.
+pub struct Start<'a> {
+    pub fixture: &'a str,
+    pub args: &'a [&'a str],
+    /// Keep the fixture in our session (for --shell-job tests).
+    pub no_setsid: bool,
+    /// Append the test's scratch directory as the last argument (fixtures that create
+    /// files take it).
+    pub dir_arg: bool,
+}
+
+impl<'a> Start<'a> {
+    pub fn new(fixture: &'a str) -> Self {
+        Start {
+            fixture,
+            args: &[],
+            no_setsid: false,
+            dir_arg: false,
+        }
+    }
+}
+
+/// Starts a fixture and waits (with a deadline) for its readiness byte.
+pub fn start(scratch: &Scratch, how: Start<'_>) -> Running {
+    let bin = build_fixture(how.fixture);
+    let verdict = scratch.join("verdict");
+    let log = scratch.join(&format!("{}.log", how.fixture));
+    let _ = std::fs::remove_file(&verdict);
+    let (ready_r, ready_w) = std::io::pipe().expect("pipe");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(&bin);
+    cmd.arg(&verdict).args(how.args);
+    if how.dir_arg {
+        cmd.arg(&scratch.path);
+    }
+    cmd.env("STASIS_READY_FD", "3")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("dup log"))
+        .stderr(log_file);
+    if how.no_setsid {
+        cmd.env("STASIS_NO_SETSID", "1");
+    }
+    let child = process::spawn_with_fd(&mut cmd, ready_w.as_fd(), 3).expect("spawn fixture");
+    drop(ready_w);
+    let pid = child.id() as i32;
+    let ready = process::wait_readable(ready_r.as_fd(), Duration::from_secs(60)).expect("poll");
+    let mut byte = [0u8; 1];
+    let got = ready && std::io::Read::read(&mut &ready_r, &mut byte).unwrap_or(0) == 1;
+    assert!(
+        got,
+        "fixture {} never became ready; log:\n{}",
+        how.fixture,
+        read_lossy(&log)
+    );
+    Running {
+        pid,
+        verdict,
+        log,
+        child: Some(child),
+    }
+}
+
+/// Starts an arbitrary program (an unmodified one) in a new session.
+pub fn start_program(scratch: &Scratch, program: &str, args: &[&str], setsid: bool) -> Running {
+    let log = scratch.join("program.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = if setsid {
+        let mut c = Command::new("setsid");
+        c.arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("dup log"))
+        .stderr(log_file);
+    let child = cmd.spawn().expect("spawn program");
+    Running {
+        pid: child.id() as i32,
+        verdict: scratch.join("verdict"),
+        log,
+        child: Some(child),
+    }
+}
+
+pub fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs stasis with arguments; returns its output.
+pub fn stasis(args: &[&str]) -> Output {
+    Command::new(stasis_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stasis")
+}
+
+/// Runs stasis and asserts success, showing its stderr and log otherwise.
+pub fn stasis_ok(args: &[&str], log: Option<&Path>) -> Output {
+    let out = stasis(args);
+    assert!(
+        out.status.success(),
+        "stasis {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log.map(read_lossy).unwrap_or_default()
+    );
+    out
+}
+
+impl Running {
+    /// Reaps the original process after a dump killed it, so its pid is free again.
+    pub fn reap_killed(&mut self) {
+        let mut child = self.child.take().expect("original process handle");
+        let status = child.wait().expect("wait for the dumped process");
+        assert!(
+            !status.success(),
+            "the dumped process exited normally instead of being killed"
+        );
+    }
+
+    /// Sends SIGTERM and waits for the process (original or restored) to exit, returning
+    /// its verdict.
+    pub fn finish(&mut self) -> String {
+        process::kill(self.pid, libc::SIGTERM).expect("send SIGTERM");
+        self.wait_exit();
+        read_lossy(&self.verdict)
+    }
+
+    /// Waits for the process to exit (it is our child, or reparented to us).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        if let Some(mut child) = self.child.take() {
+            let s = child.wait().expect("wait");
+            return match s.code() {
+                Some(c) => ExitStatus::Code(c),
+                None => ExitStatus::Signal(
+                    std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0),
+                ),
+            };
+        }
+        let status = process::wait_exit(self.pid).expect("wait for restored process");
+        assert!(Instant::now() < deadline);
+        status
+    }
+
+    /// The fixture must have written PASS.
+    pub fn assert_pass(&mut self) {
+        let verdict = self.finish();
+        assert!(
+            verdict.starts_with("PASS"),
+            "verdict: {verdict:?}\nfixture log:\n{}",
+            read_lossy(&self.log)
+        );
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never leave a process behind, whatever failed.
+        if std::thread::panicking() {
+            let _ = process::kill(self.pid, libc::SIGKILL);
+            if let Some(mut c) = self.child.take() {
+                let _ = c.wait();
+            } else {
+                let _ = process::wait_exit(self.pid);
+            }
+        }
+    }
+}
+
+/// `crit decode` must accept every image file in `dir` (raw pages excepted).
+pub fn assert_crit_decodes(dir: &Path) {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("read image dir") {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let is_image = name.ends_with(".img") || name.starts_with("stats-");
+        if !is_image || name.starts_with("pages-") {
+            continue;
+        }
+        let out = Command::new("crit")
+            .args(["decode", "-i"])
+            .arg(&path)
+            .output()
+            .expect("crit is missing: install Debian's criu package (apt-get install criu)");
+        assert!(
+            out.status.success(),
+            "crit decode {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} images in {}", dir.display());
+}
+
+/// Dumps `pid` into `dir` with extra options; asserts success and crit-decodability.
+pub fn dump(pid: i32, dir: &Path, extra: &[&str]) {
+    let pid_s = pid.to_string();
+    let dir_s = dir.to_str().expect("utf-8 path");
+    let mut args = vec!["dump", "-t", &pid_s, "-D", dir_s, "-v4", "-o", "dump.log"];
+    args.extend_from_slice(extra);
+    stasis_ok(&args, Some(&dir.join("dump.log")));
+    assert_crit_decodes(dir);
+}
+
+/// Restores from `dir` detached; asserts success.
+pub fn restore(dir: &Path, extra: &[&str]) {
+    let dir_s = dir.to_str().expect("utf-8 path");
+    let mut args = vec!["restore", "-D", dir_s, "-d", "-v4", "-o", "restore.log"];
+    args.extend_from_slice(extra);
+    stasis_ok(&args, Some(&dir.join("restore.log")));
+}
+
+/// The full cycle for a self-verifying fixture: start, dump (kill), restore, verdict.
+pub fn checkpoint_restore_fixture(test: &str, how: Start<'_>) {
+    setup();
+    let scratch = Scratch::new(test);
+    let mut run = start(&scratch, how);
+    let images = scratch.join("images");
+    dump(run.pid, &images, &[]);
+    run.reap_killed();
+    restore(&images, &[]);
+    run.assert_pass();
+}
