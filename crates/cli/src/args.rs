@@ -45,6 +45,16 @@ pub struct Args {
     pub help: bool,
     /// `-V/--version`.
     pub version: bool,
+    /// `--mib N` (bench, workload): memory size.
+    pub mib: Option<u64>,
+    /// `--runs N` (bench).
+    pub runs: Option<usize>,
+    /// `--ready-fd FD` (workload): where to signal readiness.
+    pub ready_fd: Option<i32>,
+    /// `--tick-ms N` (workload).
+    pub tick_ms: Option<u64>,
+    /// `--report FILE` (workload).
+    pub report: Option<PathBuf>,
     /// Options accepted for compatibility that change nothing for the state stasis
     /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
     pub accepted: Vec<String>,
@@ -68,6 +78,11 @@ impl Default for Args {
             json: false,
             help: false,
             version: false,
+            mib: None,
+            runs: None,
+            ready_fd: None,
+            tick_ms: None,
+            report: None,
             accepted: Vec::new(),
         }
     }
@@ -95,6 +110,11 @@ enum Key {
     Json,
     Help,
     Version,
+    Mib,
+    Runs,
+    ReadyFd,
+    TickMs,
+    Report,
     /// Compatibility flag with no effect yet.
     Accepted,
 }
@@ -143,6 +163,12 @@ const SPECS: &[Spec] = &[
     spec("json", None, HasArg::No, Key::Json),
     spec("help", Some('h'), HasArg::No, Key::Help),
     spec("version", Some('V'), HasArg::No, Key::Version),
+    // stasis's own commands (bench, the built-in workload).
+    spec("mib", None, HasArg::Required, Key::Mib),
+    spec("runs", None, HasArg::Required, Key::Runs),
+    spec("ready-fd", None, HasArg::Required, Key::ReadyFd),
+    spec("tick-ms", None, HasArg::Required, Key::TickMs),
+    spec("report", None, HasArg::Required, Key::Report),
     // Accepted for compatibility with scripts written for CRIU. They allow kinds of state
     // (or tune behaviour) that stasis either handles without being asked or rejects with
     // a clear error when it meets them.
@@ -179,6 +205,11 @@ fn find_long(name: &str) -> Result<&'static Spec, String> {
                 .join(" ")
         )),
     }
+}
+
+fn number<T: std::str::FromStr>(v: String, shown: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("option '{shown}': bad number {v:?}"))
 }
 
 fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Result<(), String> {
@@ -218,6 +249,11 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::Json => args.json = true,
         Key::Help => args.help = true,
         Key::Version => args.version = true,
+        Key::Mib => args.mib = Some(number(need(value)?, shown)?),
+        Key::Runs => args.runs = Some(number(need(value)?, shown)?),
+        Key::ReadyFd => args.ready_fd = Some(number(need(value)?, shown)?),
+        Key::TickMs => args.tick_ms = Some(number(need(value)?, shown)?),
+        Key::Report => args.report = Some(need(value)?.into()),
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
     Ok(())

@@ -3,9 +3,12 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bench;
 mod check;
+mod demo;
 mod logger;
 mod show;
+mod workload;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -162,6 +165,28 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| images_dir(args));
             show::run(Path::new(&target), args.json).map(|()| ExitCode::SUCCESS)
+        }
+        "demo" => {
+            logger::init(None, args.verbosity);
+            demo::run(args.positional.first().map(Path::new)).map(|()| ExitCode::SUCCESS)
+        }
+        "bench" => {
+            logger::init(None, args.verbosity);
+            let mib = args.mib.unwrap_or(1024);
+            let runs = args.runs.unwrap_or(3).max(1);
+            bench::run(args.positional.first().map(Path::new), mib, runs)
+                .map(|()| ExitCode::SUCCESS)
+        }
+        // The built-in workload of demo and bench (not a CRIU command).
+        "workload" => {
+            let report = args.report.clone().ok_or("workload needs --report FILE")?;
+            let code = workload::run(
+                args.mib.unwrap_or(64),
+                args.ready_fd,
+                &report,
+                args.tick_ms.unwrap_or(100),
+            );
+            Ok(ExitCode::from(code))
         }
         other => Err(format!("unknown command '{other}' (try --help)")),
     }

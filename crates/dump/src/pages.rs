@@ -135,12 +135,14 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
     }
     std::thread::scope(|s| {
         let reader = s.spawn(move || -> Result<()> {
+            let mut read_time = std::time::Duration::ZERO;
             for batch in &batches {
                 let Ok(mut buf) = empty_rx.recv() else {
                     return Ok(());
                 };
                 let ranges = &batch.ranges;
                 let want: u64 = ranges.iter().map(|r| r.len).sum();
+                let started = std::time::Instant::now();
                 let got = match &mem_file {
                     Some(f) if !batch.readable => {
                         read_via_proc_mem(f, ranges, &mut buf).map_err(|e| {
@@ -166,16 +168,25 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
                         errno: Errno(libc::EFAULT),
                     });
                 }
+                read_time += started.elapsed();
                 if full_tx.send((buf, got)).is_err() {
                     return Ok(());
                 }
             }
+            log::debug!(
+                "process {pid}: reading pages took {} ms",
+                read_time.as_millis()
+            );
             Ok(())
         });
         let mut written = 0u64;
         let mut write_error = None;
+        let mut write_time = std::time::Duration::ZERO;
         for (buf, len) in full_rx.iter() {
-            if let Err(e) = out.write_all(&buf[..len]) {
+            let started = std::time::Instant::now();
+            let res = out.write_all(&buf[..len]);
+            write_time += started.elapsed();
+            if let Err(e) = res {
                 write_error = Some(io_error(pid, "write pages image".into(), e));
                 break;
             }
@@ -184,6 +195,10 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
             // still queued for writing must be written anyway.
             let _ = empty_tx.send(buf);
         }
+        log::debug!(
+            "process {pid}: writing pages took {} ms",
+            write_time.as_millis()
+        );
         // Unblock the reader if we stopped early.
         drop(empty_tx);
         drop(full_rx);

@@ -2,9 +2,10 @@
 //! inspectors): the kind comes from the file's magic words (and, where the magic cannot tell,
 //! from its name), then every entry is decoded with the message type of that kind.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -222,6 +223,75 @@ pub fn decode_file(path: &Path) -> Result<Decoded> {
     decode(&name, BufReader::with_capacity(64 << 10, file))
 }
 
+/// Whether a directory entry named `name` is an image (or a service file such as
+/// `stats-dump`) rather than a log or anything else kept next to images.
+pub fn is_image_name(name: &str) -> bool {
+    name.ends_with(".img") || name.starts_with("stats-")
+}
+
+/// Every image file of a directory, each decoded on its own so that one bad file does not
+/// hide the others.
+#[derive(Debug)]
+pub struct DecodedDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// File name to contents, or why they could not be read.
+    pub images: BTreeMap<String, Result<Decoded>>,
+}
+
+/// `{"dir": ..., "images": {"core-1.img": {"magic": "CORE", "entries": [...]}, ...}}`, an
+/// unreadable file being `{"error": "..."}`.
+impl Serialize for DecodedDir {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Item<'a>(&'a Result<Decoded>);
+        impl Serialize for Item<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                match self.0 {
+                    Ok(d) => d.serialize(s),
+                    Err(e) => {
+                        let mut map = s.serialize_map(Some(1))?;
+                        map.serialize_entry("error", &e.to_string())?;
+                        map.end()
+                    }
+                }
+            }
+        }
+        struct Images<'a>(&'a BTreeMap<String, Result<Decoded>>);
+        impl Serialize for Images<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, Item(v))))
+            }
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("dir", &self.dir.display().to_string())?;
+        map.serialize_entry("images", &Images(&self.images))?;
+        map.end()
+    }
+}
+
+/// Decodes every image file of `dir` ([`is_image_name`]; other files are skipped). Only
+/// failing to list the directory is an error; a bad image is an `Err` in the map.
+pub fn decode_dir(dir: &Path) -> Result<DecodedDir> {
+    let io_err = |source| Error::Io {
+        file: dir.display().to_string(),
+        source,
+    };
+    let mut images = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !is_image_name(&name) || path.is_dir() {
+            continue;
+        }
+        images.insert(name, decode_file(&path));
+    }
+    Ok(DecodedDir {
+        dir: dir.to_path_buf(),
+        images,
+    })
+}
+
 /// Every entry of an image of `kind`, with that kind's message types.
 fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>> {
     fn all<R: Read, M: prost::Message + Default>(
@@ -365,6 +435,33 @@ mod tests {
             serde_json::to_value(&d).unwrap()["error"],
             "unknown magic 0x04030201"
         );
+    }
+
+    #[test]
+    fn a_directory_decodes_file_by_file() {
+        let dir = std::env::temp_dir().join(format!("stasis-decode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub.img")).unwrap();
+        std::fs::write(dir.join("pagemap-5.img"), pagemap()).unwrap();
+        std::fs::write(dir.join("core-5.img"), &pagemap()[..10]).unwrap();
+        std::fs::write(dir.join("dump.log"), "not an image").unwrap();
+        let d = decode_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<&str> = d.images.keys().map(String::as_str).collect();
+        assert_eq!(names, ["core-5.img", "pagemap-5.img"]);
+        let json = serde_json::to_string(&d).unwrap();
+        // Fields keep their declaration order, as crit prints them.
+        assert!(
+            json.contains(
+                r#""pagemap-5.img":{"magic":"PAGEMAP","entries":[{"pages_id":3},{"vaddr":4096,"#
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""core-5.img":{"error":"core-5.img: truncated (entry size)"}"#),
+            "{json}"
+        );
+        assert!(decode_dir(Path::new("/nonexistent/stasis")).is_err());
     }
 
     #[test]

@@ -186,7 +186,18 @@ fn prepare(
     let mut arena = Arena::new(bootstrap + code_len);
     let mut prog = Program::default();
     memory::emit_moves(&mut prog, p, &layout)?;
-    task::emit_mm(&mut prog, &mut arena, p, fs::leak(exe));
+    // The kernel refuses to change the exe link while the old exe is mapped, which is
+    // the case when the image's program is stasis itself (the built-in workload); then
+    // the link is already right.
+    let same_exe = match (
+        fs::fstat(exe.as_fd()),
+        fs::stat(std::path::Path::new("/proc/self/exe")),
+    ) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    };
+    let exe_fd = if same_exe { None } else { Some(fs::leak(exe)) };
+    task::emit_mm(&mut prog, &mut arena, p, exe_fd);
     task::emit_process_state(&mut prog, &mut arena, p)?;
     task::emit_thread_state(&mut prog, &mut arena, pid, pid, &p.core)?;
     let ti = p.thread_info();

@@ -19,7 +19,7 @@ fn u64_bytes(words: &[u64]) -> Vec<u8> {
 
 /// `prctl(PR_SET_MM, PR_SET_MM_MAP)`: code/data/brk/stack/args/env bounds, auxv and the
 /// exe link, in one call validated by the kernel.
-pub fn emit_mm(prog: &mut Program, arena: &mut Arena, p: &ProcessImage, exe_fd: i32) {
+pub fn emit_mm(prog: &mut Program, arena: &mut Arena, p: &ProcessImage, exe_fd: Option<i32>) {
     let mm = &p.mm;
     let auxv = u64_bytes(&mm.mm_saved_auxv);
     let auxv_addr = arena.push(&auxv, 8);
@@ -37,7 +37,7 @@ pub fn emit_mm(prog: &mut Program, arena: &mut Arena, p: &ProcessImage, exe_fd: 
         env_end: mm.mm_env_end,
         auxv: auxv_addr,
         auxv_size: auxv.len() as u32,
-        exe_fd: exe_fd as u32,
+        exe_fd: exe_fd.map_or(u32::MAX, |fd| fd as u32),
     };
     let words = [
         map.start_code,
@@ -69,11 +69,9 @@ pub fn emit_mm(prog: &mut Program, arena: &mut Arena, p: &ProcessImage, exe_fd: 
         ],
         "prctl(PR_SET_MM_MAP): mm fields, auxv and exe link",
     );
-    prog.syscall(
-        nr::CLOSE,
-        [exe_fd as u64, 0, 0, 0, 0, 0],
-        "close the exe fd",
-    );
+    if let Some(fd) = exe_fd {
+        prog.syscall(nr::CLOSE, [fd as u64, 0, 0, 0, 0, 0], "close the exe fd");
+    }
     if let Some(d) = mm.dumpable {
         prog.syscall(
             nr::PRCTL,

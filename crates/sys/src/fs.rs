@@ -183,3 +183,17 @@ pub fn leak(fd: OwnedFd) -> RawFd {
     use std::os::fd::IntoRawFd;
     fd.into_raw_fd()
 }
+
+/// Writes `data` to the inherited fd `fd` and closes it (a readiness byte for whoever
+/// started us). Errors are ignored: the reader notices a missing byte by its deadline.
+pub fn write_and_close(fd: RawFd, data: &[u8]) {
+    // SAFETY: the fd number was handed to us by our parent to own; we write from a slice
+    // we borrow and close it once.
+    unsafe {
+        libc::write(fd, data.as_ptr().cast(), data.len());
+    }
+    // SAFETY: as above; nothing else in this process owns `fd`.
+    unsafe {
+        libc::close(fd);
+    }
+}

@@ -314,3 +314,25 @@ pub fn cloexec_all_above(min: i32) -> Result<()> {
     }
     Ok(())
 }
+
+/// Waits up to `timeout` until every writer of the pipe behind `fd` has closed it (read
+/// returns end of file); data still arriving is discarded. Returns whether it happened.
+pub fn wait_closed(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buf = [0u8; 64];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !wait_readable(fd, left).unwrap_or(false) {
+            return false;
+        }
+        // SAFETY: reads into our own buffer from an fd we borrow.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => return true,
+            n if n > 0 => continue,
+            _ if Errno::last().0 == libc::EINTR => continue,
+            _ => return false,
+        }
+    }
+}

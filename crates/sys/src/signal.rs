@@ -33,3 +33,14 @@ pub fn set_default(sig: i32) -> Result<()> {
         Ok(())
     }
 }
+
+/// Installs `handler` for `sig` (no SA_RESTART: blocking calls return EINTR).
+pub fn set_handler(sig: i32, handler: extern "C" fn(libc::c_int)) -> Result<()> {
+    // SAFETY: an all-zero sigaction is a valid starting value.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler as usize;
+    // SAFETY: sigaction reads our struct; the handler is a plain extern "C" function that
+    // the caller keeps async-signal-safe.
+    let r = unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
+    Errno::result(r.into()).map(drop)
+}

@@ -23,8 +23,10 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// One-time setup of the test process.
-pub fn setup() {
+/// One-time setup of the test process; the returned guard serialises tests that share a
+/// process (plain `cargo test` runs them on threads; nextest runs one per process).
+pub fn setup() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         assert!(
@@ -35,6 +37,9 @@ pub fn setup() {
         // Stray inherited fds (the CI runner's, a terminal's) must not leak into fixtures.
         process::cloexec_all_above(2).expect("mark fds close-on-exec");
     });
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A scratch directory for one test, removed when dropped unless the test failed.
@@ -159,6 +164,12 @@ pub fn start(scratch: &Scratch, how: Start<'_>) -> Running {
         "fixture {} never became ready; log:\n{}",
         how.fixture,
         read_lossy(&log)
+    );
+    // The fixture closes the pipe right after the byte; until then it is in its fd table.
+    assert!(
+        process::wait_closed(ready_r.as_fd(), Duration::from_secs(30)),
+        "fixture {} kept its readiness pipe open",
+        how.fixture
     );
     Running {
         pid,
@@ -329,7 +340,7 @@ pub fn restore(dir: &Path, extra: &[&str]) {
 
 /// The full cycle for a self-verifying fixture: start, dump (kill), restore, verdict.
 pub fn checkpoint_restore_fixture(test: &str, how: Start<'_>) {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new(test);
     let mut run = start(&scratch, how);
     let images = scratch.join("images");

@@ -22,7 +22,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn sleep_as_a_shell_job() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("sleep_shell_job");
     // Not a session leader: like a job started from a shell.
     let mut run = start_program(&scratch, "sleep", &["1000"], false);
@@ -64,7 +64,7 @@ fn sleep_as_a_shell_job() {
 
 #[test]
 fn python_loop_keeps_counting() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("python_loop");
     let out_file = scratch.join("count");
     let script = format!(

@@ -28,7 +28,7 @@ fn tracer_pid(pid: i32) -> i32 {
 
 #[test]
 fn leave_running_keeps_the_process_and_the_images_restore_later() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("leave_running");
     let mut run = start(&scratch, Start::new("counter"));
     let images = scratch.join("images");
@@ -48,7 +48,7 @@ fn leave_running_keeps_the_process_and_the_images_restore_later() {
 
 #[test]
 fn failed_dump_leaves_the_process_unharmed() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("failed_dump");
     let mut run = start(&scratch, Start::new("unsupported_fd"));
     let images = scratch.join("images");
@@ -78,7 +78,7 @@ fn failed_dump_leaves_the_process_unharmed() {
 
 #[test]
 fn restore_onto_a_busy_pid_fails_cleanly() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("pid_busy");
     let mut run = start(&scratch, Start::new("counter"));
     let images = scratch.join("images");
@@ -95,7 +95,7 @@ fn restore_onto_a_busy_pid_fails_cleanly() {
 
 #[test]
 fn shell_job_needs_the_option_and_restores_with_it() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("shell_job");
     let mut run = start(
         &scratch,
@@ -129,7 +129,7 @@ fn shell_job_needs_the_option_and_restores_with_it() {
 
 #[test]
 fn restore_without_detach_waits_and_returns_the_exit_status() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("restore_wait");
     let mut run = start(&scratch, Start::new("counter"));
     let images = scratch.join("images");
@@ -189,7 +189,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn bad_images_give_clear_errors_and_leave_nothing_behind() {
-    setup();
+    let _serial = setup();
     let scratch = Scratch::new("bad_images");
     let mut run = start(&scratch, Start::new("counter"));
     let pid = run.pid;
