@@ -1,29 +1,30 @@
 //! Copying page contents into `pages-N.img` and describing them in `pagemap-*.img`.
 //!
 //! "Which pages" (the runs from [`crate::memory`]) is kept apart from "copy them" (here),
-//! so the transport can later be a socket or a compressor instead of a file. The copy is a
-//! two-stage pipeline: a reader thread fills large buffers with `process_vm_readv` (up to
-//! 1024 runs per call), the calling thread writes them out, so reading the process and
-//! writing the page cache overlap on the two cores.
+//! so the transport can later be a socket or a compressor instead of a file.
+//!
+//! The pages image is sized up front and mapped shared ([`FileWindow`]); worker threads
+//! (one per core) copy batches of up to 1024 runs straight from the process into the page
+//! cache with `process_vm_readv`: one copy, no intermediate buffer, no `write`. The file
+//! is rewritten in place, so a dump into a directory that already holds one reuses the
+//! page cache instead of freeing and allocating it again.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stasis_images::consts::pe_flags;
 use stasis_images::{ImageDir, ImageKind, PAGE_SIZE, pb};
-use stasis_sys::mem::{self, RemoteRange};
+use stasis_sys::mem::{self, FileWindow, RemoteRange};
 use stasis_sys::{Errno, Pid};
 
 use crate::error::{DumpError, Result};
 use crate::memory::{Run, ShmemObject};
 
-/// Size of one copy buffer.
-const BUFFER_SIZE: usize = 8 << 20;
-/// Buffers in flight between reader and writer.
-const BUFFERS: usize = 3;
+/// Most bytes in one batch: small enough to share work between threads evenly.
+const BATCH_BYTES: u64 = 32 << 20;
+/// Copy threads.
+const WORKERS: usize = 2;
 
 fn io_error(pid: Pid, what: String, e: std::io::Error) -> DumpError {
     DumpError::Sys {
@@ -31,6 +32,10 @@ fn io_error(pid: Pid, what: String, e: std::io::Error) -> DumpError {
         what,
         errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
     }
+}
+
+fn sys_error(pid: Pid, what: String, errno: Errno) -> DumpError {
+    DumpError::Sys { pid, what, errno }
 }
 
 /// Writes the pagemap of `runs` (all present in the pages image `pages_id`).
@@ -55,70 +60,112 @@ fn pagemap_entry(vaddr: u64, nr_pages: u64) -> pb::PagemapEntry {
     }
 }
 
-/// One batch for the reader: up to IOV_MAX ranges totalling at most BUFFER_SIZE, all
-/// readable or all not (those go through /proc/PID/mem).
+/// One batch: up to IOV_MAX ranges totalling at most BATCH_BYTES, all readable or all
+/// not (those go through /proc/PID/mem), and where they go in the pages image.
 #[derive(Debug, Default)]
 struct Batch {
     ranges: Vec<RemoteRange>,
     readable: bool,
+    offset: u64,
 }
 
 fn batches(runs: &[Run]) -> Vec<Batch> {
     let mut out = Vec::new();
-    let mut cur: Vec<RemoteRange> = Vec::new();
+    let mut cur = Batch {
+        readable: true,
+        ..Batch::default()
+    };
     let mut cur_len = 0u64;
-    let mut cur_readable = true;
+    let mut offset = 0u64;
     for r in runs {
-        if r.readable != cur_readable && !cur.is_empty() {
-            out.push(Batch {
-                ranges: std::mem::take(&mut cur),
-                readable: cur_readable,
-            });
+        if r.readable != cur.readable && !cur.ranges.is_empty() {
+            out.push(std::mem::replace(
+                &mut cur,
+                Batch {
+                    offset,
+                    ..Batch::default()
+                },
+            ));
             cur_len = 0;
         }
-        cur_readable = r.readable;
+        cur.readable = r.readable;
         let mut start = r.start;
         while start < r.end {
-            let room = BUFFER_SIZE as u64 - cur_len;
-            let len = (r.end - start).min(room);
-            cur.push(RemoteRange { addr: start, len });
+            let len = (r.end - start).min(BATCH_BYTES - cur_len);
+            cur.ranges.push(RemoteRange { addr: start, len });
             cur_len += len;
             start += len;
-            if cur_len == BUFFER_SIZE as u64 || cur.len() == mem::IOV_MAX {
-                out.push(Batch {
-                    ranges: std::mem::take(&mut cur),
-                    readable: cur_readable,
-                });
+            offset += len;
+            if cur_len == BATCH_BYTES || cur.ranges.len() == mem::IOV_MAX {
+                let readable = cur.readable;
+                out.push(std::mem::replace(
+                    &mut cur,
+                    Batch {
+                        offset,
+                        readable,
+                        ..Batch::default()
+                    },
+                ));
                 cur_len = 0;
             }
         }
     }
-    if !cur.is_empty() {
-        out.push(Batch {
-            ranges: cur,
-            readable: cur_readable,
-        });
+    if !cur.ranges.is_empty() {
+        out.push(cur);
     }
     out
 }
 
-/// Reads a batch of pages that process_vm_readv may not (protections) from /proc/PID/mem,
-/// which reads regardless of protection, as a debugger does.
-fn read_via_proc_mem(
-    mem_file: &File,
-    batch: &[RemoteRange],
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
-    let mut off = 0usize;
-    for r in batch {
-        mem_file.read_exact_at(&mut buf[off..off + r.len as usize], r.addr)?;
-        off += r.len as usize;
+/// Copies one batch into the window.
+fn copy_batch(pid: Pid, batch: &Batch, window: &FileWindow, mem_file: Option<&File>) -> Result<()> {
+    let want: u64 = batch.ranges.iter().map(|r| r.len).sum();
+    let first = batch.ranges[0].addr;
+    match mem_file {
+        // process_vm_readv honours protections; /proc/PID/mem reads like a debugger.
+        Some(f) if !batch.readable => {
+            let mut off = batch.offset;
+            for r in &batch.ranges {
+                window
+                    .read_file(f.as_fd(), off, r.len, r.addr)
+                    .map_err(|e| {
+                        sys_error(pid, format!("read /proc/PID/mem at {:#x}", r.addr), e)
+                    })?;
+                off += r.len;
+            }
+        }
+        _ => {
+            let got = window
+                .read_process(pid, &batch.ranges, batch.offset)
+                .map_err(|e| sys_error(pid, format!("process_vm_readv at {first:#x}"), e))?;
+            if got as u64 != want {
+                return Err(sys_error(
+                    pid,
+                    format!("copy pages at {first:#x}: {got} of {want} bytes"),
+                    Errno(libc::EFAULT),
+                ));
+            }
+        }
     }
-    Ok(off)
+    Ok(())
 }
 
-/// Copies the private pages `runs` of `pid` into `out`. Returns the bytes written.
-pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64> {
+/// Copies the private pages `runs` of `pid` into `out`, in pagemap order. Returns the
+/// bytes written.
+pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &File) -> Result<u64> {
+    let total: u64 = runs.iter().map(Run::len).sum();
+    // Sizing first also cuts what an earlier, larger dump left in the file.
+    out.set_len(total)
+        .map_err(|e| io_error(pid, "size the pages image".into(), e))?;
+    let window = FileWindow::new(out.as_fd(), total)
+        .map_err(|e| sys_error(pid, "map the pages image".into(), e))?;
+    // Allocating page cache and disk space up front turns a full disk into an error here.
+    window.populate().map_err(|e| {
+        sys_error(
+            pid,
+            format!("allocate {total} bytes for the pages image"),
+            e,
+        )
+    })?;
     let batches = batches(runs);
     let mem_file = if batches.iter().any(|b| !b.readable) {
         Some(
@@ -128,97 +175,31 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &mut File) -> Result<u64>
     } else {
         None
     };
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        empty_tx.send(vec![0u8; BUFFER_SIZE]).ok();
-    }
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(batch) = batches.get(i) else {
+                return Ok(());
+            };
+            copy_batch(pid, batch, &window, mem_file.as_ref())?;
+        }
+    };
     std::thread::scope(|s| {
-        let reader = s.spawn(move || -> Result<()> {
-            let mut read_time = std::time::Duration::ZERO;
-            for batch in &batches {
-                let Ok(mut buf) = empty_rx.recv() else {
-                    return Ok(());
-                };
-                let ranges = &batch.ranges;
-                let want: u64 = ranges.iter().map(|r| r.len).sum();
-                let started = std::time::Instant::now();
-                let got = match &mem_file {
-                    Some(f) if !batch.readable => {
-                        read_via_proc_mem(f, ranges, &mut buf).map_err(|e| {
-                            io_error(
-                                pid,
-                                format!("read /proc/PID/mem at {:#x}", ranges[0].addr),
-                                e,
-                            )
-                        })?
-                    }
-                    _ => mem::read_process_ranges(pid, ranges, &mut buf).map_err(|errno| {
-                        DumpError::Sys {
-                            pid,
-                            what: format!("process_vm_readv at {:#x}", ranges[0].addr),
-                            errno,
-                        }
-                    })?,
-                };
-                if got as u64 != want {
-                    return Err(DumpError::Sys {
-                        pid,
-                        what: format!("copy pages at {:#x}: {got} of {want} bytes", ranges[0].addr),
-                        errno: Errno(libc::EFAULT),
-                    });
-                }
-                read_time += started.elapsed();
-                if full_tx.send((buf, got)).is_err() {
-                    return Ok(());
-                }
-            }
-            log::debug!(
-                "process {pid}: reading pages took {} ms",
-                read_time.as_millis()
-            );
-            Ok(())
-        });
-        let mut written = 0u64;
-        let mut write_error = None;
-        let mut write_time = std::time::Duration::ZERO;
-        for (buf, len) in full_rx.iter() {
-            let started = std::time::Instant::now();
-            let res = out.write_all(&buf[..len]);
-            write_time += started.elapsed();
-            if let Err(e) = res {
-                write_error = Some(io_error(pid, "write pages image".into(), e));
-                break;
-            }
-            written += len as u64;
-            // The reader may be done already (its end of this channel dropped); what is
-            // still queued for writing must be written anyway.
-            let _ = empty_tx.send(buf);
+        let helpers: Vec<_> = (1..WORKERS.min(batches.len()))
+            .map(|_| s.spawn(work))
+            .collect();
+        let mine = work();
+        let mut result = mine;
+        for h in helpers {
+            let theirs = h
+                .join()
+                .unwrap_or_else(|_| Err(DumpError::Invalid("page copy thread panicked".into())));
+            result = result.and(theirs);
         }
-        log::debug!(
-            "process {pid}: writing pages took {} ms",
-            write_time.as_millis()
-        );
-        // Unblock the reader if we stopped early.
-        drop(empty_tx);
-        drop(full_rx);
-        let read_result = reader
-            .join()
-            .unwrap_or_else(|_| Err(DumpError::Invalid("page reader thread panicked".into())));
-        if let Some(e) = write_error {
-            return Err(e);
-        }
-        read_result?;
-        let expected: u64 = runs.iter().map(Run::len).sum();
-        if written != expected {
-            return Err(io_error(
-                pid,
-                format!("pages image got {written} of {expected} bytes"),
-                std::io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
-        Ok(written)
-    })
+        result
+    })?;
+    Ok(total)
 }
 
 /// Writes a shmem object's populated pages to its own pages image and pagemap
@@ -231,27 +212,24 @@ pub fn dump_shmem(dir: &ImageDir, pid: Pid, obj: &mut ShmemObject, pages_id: u32
             e,
         )
     })?;
-    let mut out = dir.create_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
+    let total: u64 = extents.iter().map(|(s, e)| e - s).sum();
+    let out = dir.rewrite_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
+    out.set_len(total)
+        .map_err(|e| io_error(pid, "size the pages image".into(), e))?;
+    let window = FileWindow::new(out.as_fd(), total)
+        .map_err(|e| sys_error(pid, "map the pages image".into(), e))?;
     let mut pagemap = dir.create(ImageKind::ShmemPagemap, obj.shmid)?;
     pagemap.write(&pb::PagemapHead { pages_id })?;
-    let mut buf = vec![0u8; BUFFER_SIZE];
-    let mut written = 0u64;
+    let mut offset = 0u64;
     for (start, end) in extents {
         pagemap.write(&pagemap_entry(start, (end - start) / PAGE_SIZE))?;
-        let mut off = start;
-        while off < end {
-            let len = ((end - off) as usize).min(buf.len());
-            obj.file.read_exact_at(&mut buf[..len], off).map_err(|e| {
-                io_error(pid, format!("read shared memory object {}", obj.shmid), e)
-            })?;
-            out.write_all(&buf[..len])
-                .map_err(|e| io_error(pid, "write pages image".into(), e))?;
-            off += len as u64;
-            written += len as u64;
-        }
+        window
+            .read_file(obj.file.as_fd(), offset, end - start, start)
+            .map_err(|e| sys_error(pid, format!("read shared memory object {}", obj.shmid), e))?;
+        offset += end - start;
     }
     pagemap.finish()?;
-    Ok(written)
+    Ok(total)
 }
 
 /// Page-aligned ranges of `file` that hold data (SEEK_DATA / SEEK_HOLE).
@@ -280,8 +258,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_respect_buffer_and_iov_limits() {
-        let end = 0x10000 + 3 * BUFFER_SIZE as u64 + 4096;
+    fn batches_cover_runs_in_order_within_limits() {
+        let end = 0x10000 + 3 * BATCH_BYTES + 4096;
         let big = Run {
             start: 0x10000,
             end,
@@ -292,7 +270,7 @@ mod tests {
         let sizes = b
             .iter()
             .map(|b| b.ranges.iter().map(|r| r.len).sum::<u64>());
-        assert!(sizes.clone().all(|s| s <= BUFFER_SIZE as u64));
+        assert!(sizes.clone().all(|s| s <= BATCH_BYTES));
         assert_eq!(sizes.sum::<u64>(), end - 0x10000);
         let many: Vec<Run> = (0..3000u64)
             .map(|i| Run {
@@ -305,13 +283,16 @@ mod tests {
         assert!(b.iter().all(|b| b.ranges.len() <= mem::IOV_MAX));
         let total: u64 = b.iter().flat_map(|b| &b.ranges).map(|r| r.len).sum();
         assert_eq!(total, 3000 * 4096);
-        // Order is preserved: the pages image is read back in pagemap order.
-        let flat: Vec<u64> = b.iter().flat_map(|b| &b.ranges).map(|r| r.addr).collect();
-        assert!(flat.windows(2).all(|w| w[0] < w[1]));
-        // Unreadable runs travel in batches of their own.
+        // Order is preserved and each batch knows its place in the pages image.
+        let mut offset = 0;
+        let mut prev = 0;
         for batch in &b {
+            assert_eq!(batch.offset, offset);
             for r in &batch.ranges {
+                assert!(r.addr >= prev);
+                prev = r.addr;
                 assert_eq!(batch.readable, (r.addr / 8192) % 7 != 3);
+                offset += r.len;
             }
         }
     }

@@ -142,6 +142,8 @@ fn collect_and_write(
     stats: &mut DumpStats,
 ) -> Result<()> {
     let pid = opts.pid;
+    // An earlier dump's inventory must not make a half-written dump look complete.
+    dir.remove(&ImageKind::Inventory.file_name(0))?;
     check_single_process(pid, frozen)?;
     task::check_posix_timers(pid)?;
     let leader = frozen
@@ -187,8 +189,8 @@ fn collect_and_write(
     // Pages first: they are the bulk of the work and the likeliest to fail.
     let t_mem = Instant::now();
     let pages_id = 1u32;
-    let mut pages_file = dir.create_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
-    let written = pages::copy_private_pages(pid, &space.runs, &mut pages_file)?;
+    let pages_file = dir.rewrite_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
+    let written = pages::copy_private_pages(pid, &space.runs, &pages_file)?;
     pages::write_pagemap(dir, pid, pages_id, &space.runs)?;
     let mut shmem_written = 0;
     for (i, obj) in space.shmem.iter_mut().enumerate() {

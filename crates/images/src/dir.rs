@@ -70,6 +70,36 @@ impl ImageDir {
             })
     }
 
+    /// Opens a file with no framing for rewriting in place: it is not truncated, so pages
+    /// the page cache still holds for it are reused rather than freed and allocated again
+    /// (periodic dumps into one directory). The writer must `set_len` to what it wrote.
+    pub fn rewrite_raw(&self, name: &str) -> Result<File> {
+        // Readable too: writers may map it (a shared mapping needs read access).
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.join(name))
+            .map_err(|source| Error::Io {
+                file: name.to_owned(),
+                source,
+            })
+    }
+
+    /// Removes a file if it exists (e.g. the inventory of an earlier dump, so that a dump
+    /// that fails halfway is never taken for a complete one).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        match std::fs::remove_file(self.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                file: name.to_owned(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens the image `kind`/`id` for reading; a missing file is [`Error::Missing`].
     pub fn open_image(&self, kind: ImageKind, id: u64) -> Result<ImageReader<BufReader<File>>> {
         let name = kind.file_name(id);

@@ -25,6 +25,7 @@ const BLOB_STACK: u64 = 64 << 10;
 /// Messages from the child to the parent.
 pub(crate) const MSG_ERROR: u8 = b'E';
 pub(crate) const MSG_READY: u8 = b'R';
+pub(crate) const MSG_LOG: u8 = b'L';
 
 /// Where the parent finds the restorer's state.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +110,7 @@ fn prepare(
     from_parent: &mut std::fs::File,
 ) -> Result<Jump> {
     let pid = p.pid();
+    let started = std::time::Instant::now();
     process::raise_nofile_limit().ctx(pid, || "raise RLIMIT_NOFILE".into())?;
     session(pid, p, opts)?;
 
@@ -176,9 +178,30 @@ fn prepare(
     process::set_name(&p.tc().comm).ctx(pid, || "set the process name".into())?;
     restorer::disable_sigaltstack().ctx(pid, || "disable our sigaltstack".into())?;
 
+    let log = |to: &mut std::fs::File, what: &str, since: std::time::Instant| {
+        send(
+            to,
+            MSG_LOG,
+            format!("{what} in {} us", since.elapsed().as_micros()).as_bytes(),
+        );
+    };
+    log(to_parent, "session, fds, cwd and root set up", started);
+
     // Memory.
+    let t = std::time::Instant::now();
     let (layout, zone) = reserve_zone(pid, p)?;
+    log(
+        to_parent,
+        &format!(
+            "zone {:#x}-{:#x} reserved",
+            layout.zone_start, layout.zone_end
+        ),
+        t,
+    );
+    let t = std::time::Instant::now();
     memory::premap_and_fill(images, p, &layout, &zone)?;
+    log(to_parent, "memory premapped and filled", t);
+    let t = std::time::Instant::now();
 
     // The restorer's program.
     let bootstrap = layout.bootstrap;
@@ -246,6 +269,7 @@ fn prepare(
     zone.protect(bootstrap, code_len, libc::PROT_READ | libc::PROT_EXEC)
         .ctx(pid, || "protect the restorer".into())?;
 
+    log(to_parent, "restorer program built and copied", t);
     let syscall_insn = blob::syscall_insn(bootstrap).ok_or_else(|| {
         RestoreError::Other("the restorer blob has no syscall instruction".into())
     })?;

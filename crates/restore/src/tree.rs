@@ -11,7 +11,7 @@ use stasis_sys::process::{self, ExitStatus, Forked};
 use stasis_sys::ptrace::Tracee;
 use stasis_sys::{Pid, signal};
 
-use crate::child::{self, ChildOptions, MSG_ERROR, MSG_READY, Ready};
+use crate::child::{self, ChildOptions, MSG_ERROR, MSG_LOG, MSG_READY, Ready};
 use crate::error::{RestoreError, Result, SysContext};
 use crate::finalize;
 use crate::image::{self, Images};
@@ -131,7 +131,12 @@ fn supervise(images: &Images, pid: Pid, from_child: OwnedFd, to_child: OwnedFd) 
     let tracee = Tracee::seize(pid, options).ctx(pid, || "attach to the restore child".into())?;
     let mut from_child = std::fs::File::from(from_child);
     let mut to_child = std::fs::File::from(to_child);
-    let ready = match read_message(&mut from_child) {
+    let mut message = read_message(&mut from_child);
+    while let Some((MSG_LOG, text)) = &message {
+        log::debug!("process {pid}: {}", String::from_utf8_lossy(text));
+        message = read_message(&mut from_child);
+    }
+    let ready = match message {
         Some((MSG_READY, p)) if p.len() == 24 => {
             let w = |i: usize| u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
             Ready {

@@ -523,3 +523,136 @@ mod tests {
         }
     }
 }
+
+/// A shared, writable mapping of a file that only the kernel writes into: the pages of an
+/// image land in it straight from another process (`process_vm_readv`) or a file
+/// (`pread`), one copy into the page cache instead of two. No Rust reference to the
+/// mapped memory is ever made, so it may be written from several threads at once; every
+/// write is bounds-checked and done by the kernel (a fault is an error, not a signal).
+#[derive(Debug)]
+pub struct FileWindow {
+    addr: u64,
+    len: u64,
+}
+
+// SAFETY: the mapping is only written by the kernel on behalf of system calls with
+// bounds-checked, caller-chosen ranges; no Rust data lives in it, so sharing the handle
+// between threads cannot create aliasing Rust references.
+unsafe impl Sync for FileWindow {}
+// SAFETY: as above; the mapping belongs to the process, not a thread.
+unsafe impl Send for FileWindow {}
+
+impl FileWindow {
+    /// Maps the first `len` bytes of `file` (opened read-write, already `len` long).
+    pub fn new(file: BorrowedFd<'_>, len: u64) -> Result<FileWindow> {
+        if len == 0 {
+            return Ok(FileWindow { addr: 0, len: 0 });
+        }
+        // SAFETY: a fresh shared mapping chosen by the kernel replaces nothing of ours.
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(FileWindow {
+            addr: r as u64,
+            len,
+        })
+    }
+
+    /// Faults every page in for writing (MADV_POPULATE_WRITE): allocates page cache and
+    /// disk space up front, so running out of space is an error here rather than later.
+    pub fn populate(&self) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        // SAFETY: advice on our own mapping; populating changes no contents.
+        let r = unsafe {
+            libc::madvise(
+                self.addr as *mut libc::c_void,
+                self.len as usize,
+                abi::MADV_POPULATE_WRITE,
+            )
+        };
+        Errno::result(r.into()).map(drop)
+    }
+
+    fn check(&self, offset: u64, len: u64) -> Result<u64> {
+        if offset.checked_add(len).is_none_or(|e| e > self.len) {
+            return Err(Errno(libc::EINVAL));
+        }
+        Ok(self.addr + offset)
+    }
+
+    /// Copies the remote `ranges` of process `pid` (at most [`IOV_MAX`]) back to back into
+    /// the window at `offset`. Returns the bytes copied.
+    pub fn read_process(&self, pid: Pid, ranges: &[RemoteRange], offset: u64) -> Result<usize> {
+        let total: u64 = ranges.iter().map(|r| r.len).sum();
+        let dest = self.check(offset, total)?;
+        if ranges.len() > IOV_MAX {
+            return Err(Errno(libc::EINVAL));
+        }
+        let riov: Vec<libc::iovec> = ranges
+            .iter()
+            .map(|r| libc::iovec {
+                iov_base: r.addr as *mut libc::c_void,
+                iov_len: r.len as usize,
+            })
+            .collect();
+        let liov = libc::iovec {
+            iov_base: dest as *mut libc::c_void,
+            iov_len: total as usize,
+        };
+        // SAFETY: the local iovec lies inside our mapping (checked); the kernel writes it
+        // and reports faults as errors.
+        let r = unsafe { libc::process_vm_readv(pid, &liov, 1, riov.as_ptr(), riov.len() as _, 0) };
+        Errno::result(r as libc::c_long).map(|n| n as usize)
+    }
+
+    /// Reads `len` bytes of `fd` at `file_offset` into the window at `offset`.
+    pub fn read_file(
+        &self,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: u64,
+        file_offset: u64,
+    ) -> Result<()> {
+        let dest = self.check(offset, len)?;
+        let mut done = 0u64;
+        while done < len {
+            // SAFETY: the destination lies inside our mapping (checked); the kernel writes.
+            let r = unsafe {
+                libc::pread64(
+                    fd.as_raw_fd(),
+                    (dest + done) as *mut libc::c_void,
+                    (len - done).min(1 << 30) as usize,
+                    (file_offset + done) as i64,
+                )
+            };
+            match Errno::result(r as libc::c_long) {
+                Ok(0) => return Err(Errno(libc::EIO)),
+                Ok(n) => done += n as u64,
+                Err(Errno(libc::EINTR)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileWindow {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: our own mapping; no Rust reference into it exists.
+            unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+        }
+    }
+}
