@@ -72,8 +72,9 @@ fn check_program(pid: Pid, ready: &Ready) -> Result<()> {
     }
 }
 
-/// Takes the restored process from the blob's trap to running on its own.
-pub fn finish(tracee: &Tracee, ready: &Ready) -> Result<()> {
+/// Takes the restored process from the blob's trap to running on its own. Returns
+/// whether it was restored inside a system call.
+pub fn finish(tracee: &Tracee, ready: &Ready) -> Result<bool> {
     let pid = tracee.tid();
     match tracee.wait().ctx(pid, || "wait for the restorer".into())? {
         Stop::Signal(libc::SIGTRAP) => {}
@@ -105,8 +106,10 @@ pub fn finish(tracee: &Tracee, ready: &Ready) -> Result<()> {
         .ctx(pid, || "unmap the restorer".into())?;
     inj.finish().ctx(pid, || "restore registers".into())?;
     // A thread that was inside a system call resumes at that syscall instruction: step
-    // into it before letting go, so that a signal sent right after the restore interrupts
-    // the call (with the semantics it would have had) rather than racing ahead of it.
+    // into it before letting go. The detach itself kicks it out of the call once (the
+    // kernel then restarts it), so the caller also waits until it sleeps in the call
+    // again: a signal sent right after the restore must interrupt the call, as it would
+    // have before the checkpoint, not run its handler just before the call.
     let mut insn = [0u8; 2];
     if mem::read_process(pid, regs.ip, &mut insn) == Ok(2) && insn == [0x0f, 0x05] {
         tracee
@@ -116,6 +119,28 @@ pub fn finish(tracee: &Tracee, ready: &Ready) -> Result<()> {
             Stop::Syscall => {}
             other => return Err(unexpected(pid, "syscall entry", other)),
         }
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
+}
+
+/// Waits (briefly, with a deadline) until a task restored inside a system call sleeps in
+/// it again. A call that completes at once (its timeout passed meanwhile) never sleeps;
+/// the deadline covers that.
+pub fn wait_asleep(pid: Pid) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    let mut spins = 0u32;
+    while std::time::Instant::now() < deadline {
+        match stasis_sys::proc::read_stat(pid) {
+            Ok(st) if st.state != b'R' => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        spins += 1;
+        if spins < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
 }

@@ -135,20 +135,17 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         }
         let len = v.end - v.start;
         if len >= HUGE {
-            // Same offset within a huge page as the final address.
-            let want = v.start % HUGE;
-            let base = next.next_multiple_of(HUGE);
-            let slot = if base + want >= next {
-                base + want
-            } else {
-                base + HUGE + want
-            };
-            next = slot;
+            // Same offset within a huge page as the final address: less than HUGE of
+            // padding, which the sizing above allows for.
+            next += v.start.wrapping_sub(next) % HUGE;
         }
         slots.push(Some(next));
         next += len + PAGE_SIZE;
     }
-    debug_assert!(next <= zone_start + size);
+    if next > zone_start + size {
+        // A sizing bug must not turn into mappings outside the reservation.
+        return None;
+    }
     Some(Layout {
         zone_start,
         zone_end: zone_start + size,
@@ -188,6 +185,41 @@ mod tests {
             vm_flags: vec![],
             rss_kb: 0,
             anon_huge_kb: 0,
+        }
+    }
+
+    /// Many large vmas at every offset within a huge page: every slot must lie inside the
+    /// zone, apart from the others, and keep its vma's huge-page offset.
+    #[test]
+    fn slots_fit_the_zone_whatever_the_alignment() {
+        let anon = vma_status::REGULAR | vma_status::ANON_PRIVATE;
+        let mut target = Vec::new();
+        let mut at = 0x7f00_0000_0000u64;
+        for i in 0..64u64 {
+            let len = HUGE + (i % 7) * PAGE_SIZE;
+            let start = at + (i * 37 % 512) * PAGE_SIZE;
+            target.push(vma(start, start + len, anon));
+            target.push(vma(
+                start + len + PAGE_SIZE,
+                start + len + 2 * PAGE_SIZE,
+                anon,
+            ));
+            at = (start + len + 3 * PAGE_SIZE).next_multiple_of(HUGE) + HUGE;
+        }
+        let l = plan(&[], &target).unwrap();
+        let mut used: Vec<(u64, u64)> = Vec::new();
+        for (v, slot) in target.iter().zip(&l.slots) {
+            let s = slot.unwrap();
+            let len = v.end - v.start;
+            assert!(s >= l.zone_start + BOOTSTRAP_RESERVE && s + len <= l.zone_end);
+            if len >= HUGE {
+                assert_eq!(s % HUGE, v.start % HUGE);
+            }
+            assert!(
+                used.iter().all(|&(a, b)| s + len <= a || b <= s),
+                "slot {s:#x} overlaps"
+            );
+            used.push((s, s + len));
         }
     }
 

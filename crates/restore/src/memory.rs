@@ -8,7 +8,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use stasis_images::consts::vma_status;
 use stasis_images::{ImageKind, PAGE_SIZE, pb};
 use stasis_sys::abi::{self, nr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use stasis_sys::mem::Reservation;
+use stasis_sys::uffd::{ReadWindow, Userfault};
 use stasis_sys::{Errno, Pid, fs};
 
 use crate::error::{RestoreError, Result, SysContext, invalid};
@@ -22,6 +25,18 @@ struct Chunk {
     dest: u64,
     len: u64,
     file_offset: u64,
+    /// Private anonymous memory without huge pages: filled with UFFDIO_COPY.
+    by_uffd: bool,
+}
+
+/// Most bytes one fill task covers (work is shared between threads by task).
+const FILL_TASK: u64 = 32 << 20;
+
+/// Whether a vma is filled by UFFDIO_COPY: private anonymous memory, unless it should get
+/// transparent huge pages (UFFDIO_COPY places small pages; `pread` into a MADV_HUGEPAGE
+/// slot faults in huge ones).
+fn fills_by_uffd(v: &pb::VmaEntry) -> bool {
+    v.status & vma_status::ANON_PRIVATE != 0 && v.madv.unwrap_or(0) & (1 << abi::MADV_HUGEPAGE) == 0
 }
 
 fn open_image_file(images: &Images, pid: Pid, name: &str) -> Result<File> {
@@ -179,7 +194,7 @@ pub fn premap_and_fill(
             format!("{size} bytes, but the pagemap needs {total}"),
         ));
     }
-    fill(pid, zone, &pages, &chunks)
+    fill(pid, zone, layout, p, &pages, &chunks)
 }
 
 /// Splits the pagemap into chunks within single vmas, with their slot addresses.
@@ -203,58 +218,80 @@ fn private_chunks(p: &ProcessImage, layout: &Layout) -> Result<Vec<Chunk>> {
                     })?;
             let slot = layout.slots[vi]
                 .ok_or_else(|| invalid("pagemap", format!("page {addr:#x} is in a kernel area")))?;
-            let len = end.min(v.end) - addr;
-            chunks.push(Chunk {
-                dest: slot + (addr - v.start),
-                len,
-                file_offset,
-            });
-            file_offset += len;
-            addr += len;
+            let mut len = end.min(v.end) - addr;
+            let by_uffd = fills_by_uffd(v);
+            // Cut into tasks so two threads can share the work evenly.
+            while len > 0 {
+                let n = len.min(FILL_TASK);
+                chunks.push(Chunk {
+                    dest: slot + (addr - v.start),
+                    len: n,
+                    file_offset,
+                    by_uffd,
+                });
+                file_offset += n;
+                addr += n;
+                len -= n;
+            }
         }
     }
     Ok(chunks)
 }
 
-/// Reads the chunks straight into place, on two threads when there is enough to share.
-fn fill(pid: Pid, zone: &Reservation, pages: &File, chunks: &[Chunk]) -> Result<()> {
-    let total: u64 = chunks.iter().map(|c| c.len).sum();
-    let read = |part: &[Chunk]| -> Result<()> {
-        for c in part {
-            zone.read_file(pages.as_fd(), c.dest, c.len, c.file_offset)
-                .ctx(pid, || format!("read pages into {:#x}", c.dest))?;
-        }
-        Ok(())
-    };
-    if total < (64 << 20) {
-        return read(chunks);
-    }
-    // Split by bytes, cutting a chunk in two if needed.
-    let mut first = Vec::new();
-    let mut second = Vec::new();
-    let mut acc = 0u64;
-    for c in chunks {
-        let half = total / 2;
-        if acc >= half {
-            second.push(*c);
-        } else if acc + c.len <= half {
-            first.push(*c);
-        } else {
-            let cut = (half - acc).next_multiple_of(PAGE_SIZE).min(c.len);
-            first.push(Chunk { len: cut, ..*c });
-            if cut < c.len {
-                second.push(Chunk {
-                    dest: c.dest + cut,
-                    len: c.len - cut,
-                    file_offset: c.file_offset + cut,
-                });
+/// Fills the chunks straight into place: UFFDIO_COPY from a mapping of the pages image
+/// for private anonymous memory (allocate-and-copy in one step, no zeroing, no fault per
+/// page), `pread` for the rest; two threads take tasks from a shared counter.
+fn fill(
+    pid: Pid,
+    zone: &Reservation,
+    layout: &Layout,
+    p: &ProcessImage,
+    pages: &File,
+    chunks: &[Chunk],
+) -> Result<()> {
+    let uffd = if chunks.iter().any(|c| c.by_uffd) {
+        let uffd = Userfault::new().ctx(pid, || "open a userfaultfd".into())?;
+        for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
+            if let Some(slot) = slot
+                && fills_by_uffd(v)
+            {
+                uffd.register(zone, *slot, v.end - v.start).ctx(pid, || {
+                    format!("register vma {:#x} with userfaultfd", v.start)
+                })?;
             }
         }
-        acc += c.len;
+        let size = pages.metadata().map(|m| m.len()).unwrap_or(0);
+        let window =
+            ReadWindow::new(pages.as_fd(), size).ctx(pid, || "map the pages image".into())?;
+        Some((uffd, window))
+    } else {
+        None
+    };
+    let next = AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(c) = chunks.get(i) else {
+                return Ok(());
+            };
+            match &uffd {
+                Some((uffd, window)) if c.by_uffd => {
+                    uffd.copy(zone, c.dest, window, c.file_offset, c.len)
+                }
+                _ => zone.read_file(pages.as_fd(), c.dest, c.len, c.file_offset),
+            }
+            .ctx(pid, || format!("fill pages at {:#x}", c.dest))?;
+        }
+    };
+    let total: u64 = chunks.iter().map(|c| c.len).sum();
+    if total < 2 * FILL_TASK {
+        return work();
     }
+    // The userfaultfd (and its registrations) go away when `uffd` is dropped, before any
+    // code could touch a page that was not filled.
     std::thread::scope(|s| {
-        let other = s.spawn(|| read(&second));
-        let mine = read(&first);
+        let other = s.spawn(work);
+        let mine = work();
         let theirs = other.join().unwrap_or_else(|_| {
             Err(RestoreError::Other(format!(
                 "process {pid}: page filling thread panicked"

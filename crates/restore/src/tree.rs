@@ -162,6 +162,10 @@ fn supervise(images: &Images, pid: Pid, from_child: OwnedFd, to_child: OwnedFd) 
         .write_all(b"g")
         .map_err(|e| RestoreError::Other(format!("process {pid}: {e}")))?;
     drop(to_child);
-    finalize::finish(&tracee, &ready)?;
-    tracee.detach(0).ctx(pid, || "detach".into())
+    let in_syscall = finalize::finish(&tracee, &ready)?;
+    tracee.detach(0).ctx(pid, || "detach".into())?;
+    if in_syscall {
+        finalize::wait_asleep(pid);
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 //! - [`signal`]: signal masks and actions of the calling process.
 //! - [`fs`]: file descriptors: open, dup, fcntl, stat.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
+//! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
 //! - [`abi`]: kernel ABI constants and structures that the libc crate lacks.
 //! - [`cpu`]: CPUID and XSAVE layout facts.
@@ -27,6 +28,7 @@ pub mod process;
 pub mod ptrace;
 pub mod restorer;
 pub mod signal;
+pub mod uffd;
 
 pub use errno::{Errno, Result};
 

@@ -370,6 +370,11 @@ impl Reservation {
     }
 
     fn check(&self, addr: u64, len: u64) -> Result<()> {
+        self.contains(addr, len)
+    }
+
+    /// EINVAL unless `[addr, addr + len)` lies inside the reservation.
+    pub fn contains(&self, addr: u64, len: u64) -> Result<()> {
         if addr < self.start || addr.checked_add(len).is_none_or(|e| e > self.end()) {
             return Err(Errno(libc::EINVAL));
         }
