@@ -85,12 +85,15 @@ pub fn run() -> ExitCode {
         Item {
             name: "soft-dirty tracking (not needed: PAGEMAP_SCAN is used)",
             required: false,
-            result: Ok(if std::path::Path::new("/proc/self/clear_refs").exists() {
-                "n/a"
-            } else {
-                "absent"
-            }
-            .into()),
+            // The kernel marks vmas with the "sd" VmFlag only when it tracks soft-dirty bits.
+            result: Ok(
+                if proc::read_smaps(me).is_ok_and(|v| v.iter().any(|v| v.has_flag(b"sd"))) {
+                    "present (unused)"
+                } else {
+                    "absent"
+                }
+                .into(),
+            ),
         },
     ];
     let mut ok = true;

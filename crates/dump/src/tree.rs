@@ -106,8 +106,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         frozen.resume()?;
         log::info!("process {pid} resumed (--leave-running)");
     } else {
+        let t_kill = Instant::now();
         frozen.kill()?;
-        log::info!("process {pid} killed after dump");
+        log::info!(
+            "process {pid} killed after dump (gone after {} us)",
+            elapsed_us(t_kill)
+        );
     }
     stats.frozen_us = elapsed_us(t_freeze);
     Ok(stats)
@@ -142,6 +146,7 @@ fn collect_and_write(
     stats: &mut DumpStats,
 ) -> Result<()> {
     let pid = opts.pid;
+    let t_collect = Instant::now();
     // An earlier dump's inventory must not make a half-written dump look complete.
     dir.remove(&ImageKind::Inventory.file_name(0))?;
     check_single_process(pid, frozen)?;
@@ -186,6 +191,13 @@ fn collect_and_write(
         ..Default::default()
     };
 
+    log::debug!(
+        "process {pid}: task state, {} fds and {} vmas ({} page runs) collected in {} us",
+        fdinfos.len(),
+        space.vmas.len(),
+        space.runs.len(),
+        elapsed_us(t_collect)
+    );
     // Pages first: they are the bulk of the work and the likeliest to fail.
     let t_mem = Instant::now();
     let pages_id = 1u32;

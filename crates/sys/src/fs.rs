@@ -197,3 +197,27 @@ pub fn write_and_close(fd: RawFd, data: &[u8]) {
         libc::close(fd);
     }
 }
+
+/// Opens a new pseudo-terminal pair: (master, slave, slave path).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd, std::path::PathBuf)> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into our locals; the name, termios and winsize
+    // arguments are null (not wanted).
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    Errno::result(r.into())?;
+    // SAFETY: openpty just gave us these two fds.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    set_cloexec(master.as_raw_fd(), true)?;
+    set_cloexec(slave.as_raw_fd(), true)?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
+        .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok((master, slave, path))
+}

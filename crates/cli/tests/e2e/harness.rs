@@ -203,6 +203,17 @@ pub fn start_program(scratch: &Scratch, program: &str, args: &[&str], setsid: bo
     }
 }
 
+/// Starts a prepared command (its stdio set by the caller).
+pub fn start_command(scratch: &Scratch, mut cmd: Command) -> Running {
+    let child = cmd.spawn().expect("spawn program");
+    Running {
+        pid: child.id() as i32,
+        verdict: scratch.join("verdict"),
+        log: scratch.join("program.log"),
+        child: Some(child),
+    }
+}
+
 pub fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())

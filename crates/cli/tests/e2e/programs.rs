@@ -1,9 +1,10 @@
 //! Unmodified system programs must go on working after a restore.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Scratch, dump, restore, setup, start_program, stasis};
+use crate::harness::{Scratch, dump, restore, setup, start_command, start_program, stasis};
 
 /// The syscall a task is blocked in (from /proc/PID/syscall), if any.
 fn blocked_syscall(pid: i32) -> Option<u64> {
@@ -91,6 +92,41 @@ fn python_loop_keeps_counting() {
     restore(&images, &[]);
     wait_until("python to count on after the restore", || {
         count().is_some_and(|n| n > at_dump + 20)
+    });
+    stasis_sys::process::kill(pid, libc::SIGKILL).unwrap();
+    run.wait_exit();
+}
+
+#[test]
+fn cat_blocked_reading_its_terminal_as_a_shell_job() {
+    let _serial = setup();
+    let scratch = Scratch::new("cat_terminal");
+    // An unmodified `cat` whose stdin is a terminal (a pty we hold the master of), in our
+    // session: a shell job blocked in read(2) on its terminal.
+    let (master, slave, tty) = stasis_sys::fs::open_pty().expect("openpty");
+    let out_path = scratch.join("cat.out");
+    let mut cmd = Command::new("cat");
+    cmd.stdin(Stdio::from(slave))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null());
+    let mut run = start_command(&scratch, cmd);
+    let pid = run.pid;
+    wait_until("cat to block in read", || blocked_syscall(pid) == Some(0));
+    let images = scratch.join("images");
+    dump(pid, &images, &["--shell-job"]);
+    run.reap_killed();
+    restore(&images, &["--shell-job"]);
+    let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap();
+    assert_eq!(stdin, tty, "the terminal was not reopened");
+    wait_until("restored cat to block in read", || {
+        blocked_syscall(pid) == Some(0)
+    });
+    // What we type on the terminal reaches the restored cat, which writes it out.
+    // (The master stays open until cat has the line: closing it hangs the terminal up.)
+    let mut master = std::fs::File::from(master);
+    std::io::Write::write_all(&mut master, b"after restore\n").unwrap();
+    wait_until("cat to copy the line", || {
+        std::fs::read_to_string(&out_path).is_ok_and(|s| s.contains("after restore"))
     });
     stasis_sys::process::kill(pid, libc::SIGKILL).unwrap();
     run.wait_exit();
