@@ -213,8 +213,10 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, std::path::PathBuf)> {
         )
     };
     Errno::result(r.into())?;
-    // SAFETY: openpty just gave us these two fds.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // SAFETY: openpty just gave us this fd.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    // SAFETY: likewise.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     set_cloexec(master.as_raw_fd(), true)?;
     set_cloexec(slave.as_raw_fd(), true)?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", slave.as_raw_fd()))
