@@ -54,9 +54,17 @@ pub struct FileOptions {
 }
 
 impl FileTable {
-    fn alloc_id(&mut self) -> u32 {
+    /// Adds a regular-file entry, giving it the next id.
+    fn add_reg(&mut self, reg: pb::RegFileEntry) -> u32 {
         self.next_id += 1;
-        self.next_id
+        let id = self.next_id;
+        self.entries.push(pb::FileEntry {
+            r#type: pb::FdTypes::Reg as i32,
+            id,
+            reg: Some(pb::RegFileEntry { id, ..reg }),
+            ..Default::default()
+        });
+        id
     }
 
     /// A regular-file entry for `path` opened with `flags`, shared by everything that
@@ -70,20 +78,13 @@ impl FileTable {
             return Ok(*id);
         }
         let st = fs::stat(std::path::Path::new(path)).ctx(pid, || format!("stat {path}"))?;
-        let id = self.alloc_id();
-        self.entries.push(pb::FileEntry {
-            r#type: pb::FdTypes::Reg as i32,
-            id,
-            reg: Some(pb::RegFileEntry {
-                id,
-                flags,
-                pos: 0,
-                fown: Some(pb::FownEntry::default()),
-                name: path.to_owned(),
-                size: Some(st.st_size as u64),
-                mode: Some(st.st_mode),
-                ..Default::default()
-            }),
+        let id = self.add_reg(pb::RegFileEntry {
+            flags,
+            pos: 0,
+            fown: Some(pb::FownEntry::default()),
+            name: path.to_owned(),
+            size: Some(st.st_size as u64),
+            mode: Some(st.st_mode),
             ..Default::default()
         });
         self.by_path.push((path.to_owned(), flags, id));
@@ -166,22 +167,15 @@ impl FileTable {
 
         let file = process::pidfd_getfd(pidfd, fd).ctx(pid, || format!("pidfd_getfd {fd}"))?;
         let fown = owner(pid, file.as_fd()).ok();
-        let id = self.alloc_id();
         let flags = info.flags & !(libc::O_CLOEXEC as u32);
-        self.entries.push(pb::FileEntry {
-            r#type: pb::FdTypes::Reg as i32,
-            id,
-            reg: Some(pb::RegFileEntry {
-                id,
-                flags,
-                pos: info.pos,
-                fown: Some(fown.unwrap_or_default()),
-                name: link.clone(),
-                mnt_id: Some(info.mnt_id),
-                size: (kind == libc::S_IFREG).then_some(st.st_size as u64),
-                mode: Some(st.st_mode),
-                ..Default::default()
-            }),
+        let id = self.add_reg(pb::RegFileEntry {
+            flags,
+            pos: info.pos,
+            fown: Some(fown.unwrap_or_default()),
+            name: link.clone(),
+            mnt_id: Some(info.mnt_id),
+            size: (kind == libc::S_IFREG).then_some(st.st_size as u64),
+            mode: Some(st.st_mode),
             ..Default::default()
         });
         self.seen.push(SeenFd {

@@ -221,81 +221,16 @@ pub fn pagemap_scan(
     Ok(())
 }
 
-/// Maps memory in the calling process (`mmap`). Returns the address.
-pub fn mmap(addr: u64, len: u64, prot: i32, flags: i32, fd: i32, offset: u64) -> Result<u64> {
-    // SAFETY: mapping memory does not touch existing Rust objects unless MAP_FIXED replaces
-    // them; callers pass MAP_FIXED only inside areas they reserved themselves.
-    let r = unsafe {
-        libc::mmap(
-            addr as *mut libc::c_void,
-            len as usize,
-            prot,
-            flags,
-            fd,
-            offset as i64,
-        )
-    };
-    if r == libc::MAP_FAILED {
-        Err(Errno::last())
-    } else {
-        Ok(r as u64)
-    }
-}
-
-/// Unmaps memory in the calling process.
+/// Reads `len` bytes of `fd` at `offset` into our memory at `addr`, looping over short
+/// reads; a file that ends early is `EIO`.
 ///
 /// # Safety
-/// No live Rust reference may point into `[addr, addr + len)`.
-pub unsafe fn munmap(addr: u64, len: u64) -> Result<()> {
-    // SAFETY: the caller guarantees nothing of ours lives in the range.
-    let r = unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) };
-    Errno::result(r.into()).map(drop)
-}
-
-/// Changes protection of our own memory.
-///
-/// # Safety
-/// Removing access must not break live Rust references into the range.
-pub unsafe fn mprotect(addr: u64, len: u64, prot: i32) -> Result<()> {
-    // SAFETY: the caller guarantees the range holds no references that need the access.
-    let r = unsafe { libc::mprotect(addr as *mut libc::c_void, len as usize, prot) };
-    Errno::result(r.into()).map(drop)
-}
-
-/// Gives advice about our own memory; `advice` must not discard contents that Rust code
-/// still uses (MADV_DONTNEED and friends are not accepted here).
-pub fn madvise(addr: u64, len: u64, advice: i32) -> Result<()> {
-    if matches!(
-        advice,
-        libc::MADV_DONTNEED | libc::MADV_FREE | libc::MADV_REMOVE
-    ) {
-        return Err(Errno(libc::EINVAL));
-    }
-    // SAFETY: the advice values accepted here do not change memory contents.
-    let r = unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, advice) };
-    Errno::result(r.into()).map(drop)
-}
-
-/// A writable view of memory we mapped ourselves at a raw address (premapped areas being
-/// filled during restore).
-///
-/// # Safety
-/// `[addr, addr + len)` must be mapped readable and writable in this process, owned by the
-/// caller, and not aliased by any other Rust reference for the slice's lifetime.
-pub unsafe fn slice_at<'a>(addr: u64, len: u64) -> &'a mut [u8] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, len as usize) }
-}
-
-/// Reads from `fd` at `offset` straight into our memory at `addr` (which the caller owns,
-/// as for [`slice_at`]) until `len` bytes are read. Short files are `EIO`.
-///
-/// # Safety
-/// As for [`slice_at`].
-pub unsafe fn pread_into(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> Result<()> {
+/// `[addr, addr + len)` must be memory of ours that no Rust reference points into. It
+/// need not be mapped: the kernel reports a fault as `EFAULT`.
+unsafe fn pread_exact(fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> Result<()> {
     let mut done = 0u64;
     while done < len {
-        // SAFETY: the destination lies within the caller-owned range.
+        // SAFETY: the destination lies within the range the caller vouches for.
         let r = unsafe {
             libc::pread64(
                 fd.as_raw_fd(),
@@ -437,26 +372,8 @@ impl Reservation {
     /// Reads `len` bytes of `fd` at `offset` into `addr` inside the reservation.
     pub fn read_file(&self, fd: BorrowedFd<'_>, addr: u64, len: u64, offset: u64) -> Result<()> {
         self.check(addr, len)?;
-        let mut done = 0u64;
-        while done < len {
-            // SAFETY: the destination lies inside our reservation; the kernel checks that
-            // it is mapped writable.
-            let r = unsafe {
-                libc::pread64(
-                    fd.as_raw_fd(),
-                    (addr + done) as *mut libc::c_void,
-                    (len - done).min(1 << 30) as usize,
-                    (offset + done) as i64,
-                )
-            };
-            match Errno::result(r as libc::c_long) {
-                Ok(0) => return Err(Errno(libc::EIO)),
-                Ok(n) => done += n as u64,
-                Err(Errno(libc::EINTR)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        // SAFETY: the destination lies inside our reservation, which no Rust object uses.
+        unsafe { pread_exact(fd, addr, len, offset) }
     }
 }
 
@@ -524,7 +441,7 @@ mod tests {
             }
             assert_eq!(pages, expected);
             // SAFETY: the test owns the area and holds no references into it.
-            unsafe { munmap(area.start(), len).unwrap() };
+            unsafe { libc::munmap(area.start() as *mut libc::c_void, len as usize) };
         }
     }
 }
@@ -631,25 +548,9 @@ impl FileWindow {
         file_offset: u64,
     ) -> Result<()> {
         let dest = self.check(offset, len)?;
-        let mut done = 0u64;
-        while done < len {
-            // SAFETY: the destination lies inside our mapping (checked); the kernel writes.
-            let r = unsafe {
-                libc::pread64(
-                    fd.as_raw_fd(),
-                    (dest + done) as *mut libc::c_void,
-                    (len - done).min(1 << 30) as usize,
-                    (file_offset + done) as i64,
-                )
-            };
-            match Errno::result(r as libc::c_long) {
-                Ok(0) => return Err(Errno(libc::EIO)),
-                Ok(n) => done += n as u64,
-                Err(Errno(libc::EINTR)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        // SAFETY: the destination lies inside our mapping (checked), which holds no Rust
+        // data; the kernel writes it.
+        unsafe { pread_exact(fd, dest, len, file_offset) }
     }
 }
 
