@@ -17,6 +17,9 @@ pub struct FrozenThread {
     pub sigmask: u64,
     /// Registers at the stop, as the kernel left them (not rewound).
     pub regs: UserRegs,
+    /// The signal that had stopped the thread (SIGSTOP, SIGTSTP, ...) if it was in a group
+    /// stop (job control) when we seized it.
+    pub group_stop: Option<i32>,
 }
 
 /// Signals dequeued for delivery just before our interrupt landed were dropped by
@@ -71,8 +74,10 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
     let (stop, dequeued) = tracee
         .interrupt_and_wait()
         .ctx(pid, || format!("stop thread {tid}"))?;
-    match stop {
-        Stop::Event(_) => {}
+    let group_stop = match stop {
+        // A PTRACE_INTERRUPT stop reports SIGTRAP; a job-control stop its own signal.
+        Stop::Event(libc::SIGTRAP) => None,
+        Stop::Event(sig) => Some(sig),
         Stop::Exited(_) | Stop::Killed(_) => {
             return Err(DumpError::Invalid(format!(
                 "process {pid}: thread {tid} exited while being frozen"
@@ -85,7 +90,7 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
                 errno: Errno(libc::EIO),
             });
         }
-    }
+    };
     let sigmask = tracee
         .sigmask()
         .ctx(pid, || format!("read signal mask of {tid}"))?;
@@ -105,6 +110,7 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
         pid,
         sigmask,
         regs,
+        group_stop,
     })
 }
 
@@ -137,21 +143,18 @@ impl Frozen {
 
     /// Resumes every thread as it was and detaches.
     pub fn resume(mut self) -> Result<()> {
-        let mut first_error = None;
-        for t in std::mem::take(&mut self.threads) {
-            if let Err(e) = resume_thread(t) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        resume_all(std::mem::take(&mut self.threads))
     }
 
     /// Kills every process of the tree (SIGKILL while still traced, so nothing runs in
     /// between) and waits until the kernel reports each thread gone.
     pub fn kill(mut self) -> Result<()> {
-        let threads = std::mem::take(&mut self.threads);
+        let mut threads = std::mem::take(&mut self.threads);
         let mut pids: Vec<Pid> = threads.iter().map(|t| t.pid).collect();
         pids.dedup();
+        // A group leader's death is reported only after its other threads have been
+        // reaped, so those are waited for first.
+        threads.sort_by_key(|t| t.tracee.tid() == t.pid);
         for pid in &pids {
             stasis_sys::process::kill(*pid, libc::SIGKILL)
                 .ctx(*pid, || "kill after dump".to_owned())?;
@@ -171,23 +174,38 @@ impl Frozen {
     }
 }
 
-fn resume_thread(t: FrozenThread) -> Result<()> {
+/// Resumes threads as they were: signal mask back, detached. A process that was stopped
+/// by job control is stopped again (its stop signal is delivered on one thread's detach).
+fn resume_all(threads: Vec<FrozenThread>) -> Result<()> {
+    let mut first_error = None;
+    let mut restopped: Vec<Pid> = Vec::new();
+    for t in threads {
+        let stop = t.group_stop.filter(|_| !restopped.contains(&t.pid));
+        if stop.is_some() {
+            restopped.push(t.pid);
+        }
+        let pid = t.pid;
+        if let Err(e) = resume_thread(t, stop.unwrap_or(0)) {
+            log::error!("could not resume process {pid}: {e}");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn resume_thread(t: FrozenThread, sig: i32) -> Result<()> {
     let tid = t.tracee.tid();
     t.tracee
         .set_sigmask(t.sigmask)
         .ctx(t.pid, || format!("restore signal mask of {tid}"))?;
     t.tracee
-        .detach(0)
+        .detach(sig)
         .ctx(t.pid, || format!("detach thread {tid}"))
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        for t in std::mem::take(&mut self.threads) {
-            let pid = t.pid;
-            if let Err(e) = resume_thread(t) {
-                log::error!("could not resume process {pid}: {e}");
-            }
-        }
+        // Errors are logged inside; the dump is failing already.
+        let _ = resume_all(std::mem::take(&mut self.threads));
     }
 }

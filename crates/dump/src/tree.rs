@@ -1,10 +1,11 @@
-//! The dump of a whole tree: validation, freezing, collection, image writing, and the
-//! final kill or resume.
+//! The dump of a whole tree: validation, freezing every process and thread, collection,
+//! image writing, and the final kill or resume.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use stasis_images::consts::IMG_VERSION;
+use stasis_images::consts::{IMG_VERSION, task_state, vma_status};
 use stasis_images::{ImageDir, ImageKind, PAGE_SIZE, pb};
 use stasis_sys::{Pid, proc, process};
 
@@ -29,13 +30,17 @@ pub struct DumpOptions {
 /// Counters and timings of a dump, also written to `stats-dump`.
 #[derive(Clone, Debug, Default)]
 pub struct DumpStats {
+    /// Processes dumped (zombies included).
+    pub processes: usize,
+    /// Threads dumped.
+    pub threads: usize,
     /// Time to seize and stop the tree, in microseconds.
     pub freezing_us: u64,
     /// Time the tree was stopped, in microseconds.
     pub frozen_us: u64,
     /// Time spent copying memory, in microseconds.
     pub memdump_us: u64,
-    /// Pages scanned (the total size of private vmas).
+    /// Pages scanned (the total size of private anonymous vmas).
     pub pages_scanned: u64,
     /// Pages written to pages images.
     pub pages_written: u64,
@@ -43,6 +48,16 @@ pub struct DumpStats {
 
 fn elapsed_us(since: Instant) -> u64 {
     since.elapsed().as_micros() as u64
+}
+
+/// A process of the tree.
+#[derive(Debug)]
+struct Member {
+    pid: Pid,
+    /// Parent in the tree (0 for the root).
+    ppid: Pid,
+    stat: proc::Stat,
+    zombie: bool,
 }
 
 /// Rejects roots we must not or cannot dump.
@@ -82,34 +97,87 @@ fn validate(opts: &DumpOptions) -> Result<proc::Stat> {
     Ok(stat)
 }
 
+/// Seizes the root, then every child of every frozen thread, breadth first. A frozen
+/// process cannot fork, so once it is frozen its children list is final.
+fn freeze_tree(root: Pid, frozen: &mut Frozen) -> Result<Vec<Member>> {
+    let mut members = Vec::new();
+    let mut queue = VecDeque::from([(root, 0)]);
+    while let Some((pid, ppid)) = queue.pop_front() {
+        let stat = proc::read_stat(pid).pctx(pid)?;
+        if matches!(stat.state, b'Z' | b'X') {
+            members.push(Member {
+                pid,
+                ppid,
+                stat,
+                zombie: true,
+            });
+            continue;
+        }
+        if let Err(e) = frozen.freeze_process(pid) {
+            // It may have died between the children list and our seize: then it is a
+            // zombie its frozen parent cannot reap.
+            match proc::read_stat(pid) {
+                Ok(stat) if stat.state == b'Z' => {
+                    members.push(Member {
+                        pid,
+                        ppid,
+                        stat,
+                        zombie: true,
+                    });
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+        let tids: Vec<Pid> = frozen.threads_of(pid).map(|t| t.tracee.tid()).collect();
+        for tid in tids {
+            for child in proc::children(pid, tid).pctx(pid)? {
+                queue.push_back((child, pid));
+            }
+        }
+        // Read again now that it is stopped: state and ids are final.
+        let stat = proc::read_stat(pid).pctx(pid)?;
+        members.push(Member {
+            pid,
+            ppid,
+            stat,
+            zombie: false,
+        });
+    }
+    Ok(members)
+}
+
 /// Dumps the tree rooted at `opts.pid` into `opts.dir`.
 pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
-    let pid = opts.pid;
-    let stat = validate(opts)?;
+    let root = opts.pid;
+    let root_stat = validate(opts)?;
     let dir = ImageDir::open(&opts.dir, true)?;
     let mut stats = DumpStats::default();
 
     let t_freeze = Instant::now();
     let mut frozen = Frozen::default();
-    frozen.freeze_process(pid)?;
+    // Everything below may fail; `frozen` resumes the tree on drop if it does.
+    let members = freeze_tree(root, &mut frozen)?;
     stats.freezing_us = elapsed_us(t_freeze);
+    stats.processes = members.len();
+    stats.threads = frozen.threads.len();
     log::info!(
-        "froze process {pid} ({} threads) in {} us",
+        "froze {} processes ({} threads) in {} us",
+        members.len(),
         frozen.threads.len(),
         stats.freezing_us
     );
 
-    // Everything below may fail; `frozen` resumes the tree on drop if it does.
-    collect_and_write(&dir, opts, &stat, &frozen, &mut stats)?;
+    collect_and_write(&dir, opts, &root_stat, &members, &frozen, &mut stats)?;
 
     if opts.leave_running {
         frozen.resume()?;
-        log::info!("process {pid} resumed (--leave-running)");
+        log::info!("tree of {root} resumed (--leave-running)");
     } else {
         let t_kill = Instant::now();
         frozen.kill()?;
         log::info!(
-            "process {pid} killed after dump (gone after {} us)",
+            "tree of {root} killed after dump (gone after {} us)",
             elapsed_us(t_kill)
         );
     }
@@ -117,58 +185,239 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn check_single_process(pid: Pid, frozen: &Frozen) -> Result<()> {
-    if frozen.threads.len() > 1 {
-        return Err(DumpError::Unsupported {
-            pid,
-            resource: format!("{} threads", frozen.threads.len()),
-            reason: "multi-threaded processes are not supported yet".into(),
-        });
-    }
-    for t in &frozen.threads {
-        let children = proc::children(pid, t.tracee.tid()).pctx(pid)?;
-        if let Some(child) = children.first() {
+/// Sessions and process groups must be restorable: their leaders are in the tree (or,
+/// for a shell job, they are the root's own session and group, which the restore joins).
+fn check_sessions(opts: &DumpOptions, root: &proc::Stat, members: &[Member]) -> Result<()> {
+    let in_tree = |pid: Pid| members.iter().any(|m| m.pid == pid && !m.zombie);
+    for m in members {
+        let external_ok = |id: Pid, root_id: Pid| opts.shell_job && id == root_id;
+        if !in_tree(m.stat.session) && !external_ok(m.stat.session, root.session) {
             return Err(DumpError::Unsupported {
-                pid,
-                resource: format!("child process {child}"),
-                reason: "process trees are not supported yet".into(),
+                pid: m.pid,
+                resource: format!("session {}", m.stat.session),
+                reason: "its leader is not a live process of the dumped tree (helper processes \
+                         for dead session leaders are not supported yet)"
+                    .into(),
+            });
+        }
+        let group_ok = in_tree(m.stat.pgrp)
+            || external_ok(m.stat.pgrp, root.pgrp)
+            || members
+                .iter()
+                .any(|o| !o.zombie && o.stat.pgrp == m.stat.pgrp && o.pid == m.stat.pgrp);
+        if !group_ok {
+            return Err(DumpError::Unsupported {
+                pid: m.pid,
+                resource: format!("process group {}", m.stat.pgrp),
+                reason: "its leader is not a live process of the dumped tree (helper processes \
+                         for dead group leaders are not supported yet)"
+                    .into(),
             });
         }
     }
     Ok(())
 }
 
+/// Ids of kernel objects a process may share with others (kcmp).
+#[derive(Debug, Default)]
+struct ObjectIds {
+    next: u32,
+    seen: Vec<(Pid, i32, u32)>,
+}
+
+const KCMP_FILES: i32 = 2;
+const KCMP_FS: i32 = 3;
+const KCMP_SIGHAND: i32 = 4;
+const KCMP_VM: i32 = 1;
+
+impl ObjectIds {
+    /// The id of `pid`'s object of `kind`, shared with any earlier process that has the
+    /// same one.
+    fn id(&mut self, pid: Pid, kind: i32) -> (u32, Option<Pid>) {
+        for &(other, k, id) in &self.seen {
+            if k == kind && process::kcmp(pid, other, kind, 0, 0) == Ok(0) {
+                return (id, Some(other));
+            }
+        }
+        self.next += 1;
+        self.seen.push((pid, kind, self.next));
+        (self.next, None)
+    }
+}
+
 fn collect_and_write(
     dir: &ImageDir,
     opts: &DumpOptions,
-    stat: &proc::Stat,
+    root_stat: &proc::Stat,
+    members: &[Member],
     frozen: &Frozen,
     stats: &mut DumpStats,
 ) -> Result<()> {
-    let pid = opts.pid;
     let t_collect = Instant::now();
     // An earlier dump's inventory must not make a half-written dump look complete.
     dir.remove(&ImageKind::Inventory.file_name(0))?;
-    check_single_process(pid, frozen)?;
-    task::check_posix_timers(pid)?;
-    let leader = frozen
-        .threads_of(pid)
-        .next()
-        .ok_or_else(|| DumpError::Invalid(format!("process {pid}: no thread was frozen")))?;
-
-    let (inside, thread_inside) = task::look_inside(leader, true)?;
-    let inside = inside.unwrap_or_default();
-    let core = task::core_entry(leader, Some(&inside), &thread_inside)?;
+    check_sessions(opts, root_stat, members)?;
 
     let mut files = FileTable::default();
+    let mut objects = ObjectIds::default();
+    let mut pstree = Vec::new();
+    let mut root_ids = None;
+    let mut next_pages_id = 1u32;
+    for m in members {
+        let threads: Vec<u32> = if m.zombie {
+            vec![m.pid as u32]
+        } else {
+            frozen
+                .threads_of(m.pid)
+                .map(|t| t.tracee.tid() as u32)
+                .collect()
+        };
+        pstree.push(pb::PstreeEntry {
+            pid: m.pid as u32,
+            ppid: m.ppid as u32,
+            pgid: m.stat.pgrp as u32,
+            sid: m.stat.session as u32,
+            threads,
+        });
+        if m.zombie {
+            dump_zombie(dir, m)?;
+            continue;
+        }
+        let ids = process_ids(m.pid, &mut objects)?;
+        if m.pid == opts.pid {
+            root_ids = Some(ids.clone());
+        }
+        dump_process(
+            dir,
+            opts,
+            m,
+            frozen,
+            &mut files,
+            ids,
+            &mut next_pages_id,
+            stats,
+        )?;
+    }
+    log::debug!("tree collected and written in {} us", elapsed_us(t_collect));
+
+    dir.write_all(ImageKind::Files, 0, &files.entries)?;
+    dir.write_all(ImageKind::Pstree, 0, &pstree)?;
+    let stats_entry = pb::StatsEntry {
+        dump: Some(pb::DumpStatsEntry {
+            freezing_time: stats.freezing_us as u32,
+            frozen_time: 0,
+            memdump_time: stats.memdump_us as u32,
+            memwrite_time: stats.memdump_us as u32,
+            pages_scanned: stats.pages_scanned,
+            pages_skipped_parent: 0,
+            pages_written: stats.pages_written,
+            pages_lazy: 0,
+            ..Default::default()
+        }),
+        restore: None,
+    };
+    dir.write_all(ImageKind::Stats, 0, [&stats_entry])?;
+    // The inventory goes last: its presence marks a complete dump.
+    let inventory = pb::InventoryEntry {
+        img_version: IMG_VERSION,
+        fdinfo_per_id: Some(true),
+        root_ids,
+        ns_per_id: Some(true),
+        lsmtype: Some(pb::Lsmtype::NoLsm as i32),
+        dump_uptime: Some(process::boottime_ns() / 1000),
+        ..Default::default()
+    };
+    dir.write_all(ImageKind::Inventory, 0, [&inventory])?;
+    Ok(())
+}
+
+/// The object ids of a process; sharing that the restore cannot rebuild yet is an error.
+fn process_ids(pid: Pid, objects: &mut ObjectIds) -> Result<pb::TaskKobjIdsEntry> {
+    let shared = |what: &str, other: Pid| DumpError::Unsupported {
+        pid,
+        resource: format!("{what} shared with process {other}"),
+        reason: "processes sharing it (CLONE_VM/CLONE_FILES/CLONE_FS without CLONE_THREAD, as \
+                 after vfork) are not supported yet"
+            .into(),
+    };
+    let (vm_id, vm_other) = objects.id(pid, KCMP_VM);
+    if let Some(o) = vm_other {
+        return Err(shared("address space", o));
+    }
+    let (files_id, files_other) = objects.id(pid, KCMP_FILES);
+    if let Some(o) = files_other {
+        return Err(shared("fd table", o));
+    }
+    let (fs_id, fs_other) = objects.id(pid, KCMP_FS);
+    if let Some(o) = fs_other {
+        return Err(shared("cwd/root (fs)", o));
+    }
+    let (sighand_id, _) = objects.id(pid, KCMP_SIGHAND);
+    Ok(pb::TaskKobjIdsEntry {
+        vm_id,
+        files_id,
+        fs_id,
+        sighand_id,
+        ..Default::default()
+    })
+}
+
+/// A zombie keeps its pid, its place in the tree and its exit status until reaped.
+fn dump_zombie(dir: &ImageDir, m: &Member) -> Result<()> {
+    let core = pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        tc: Some(pb::TaskCoreEntry {
+            task_state: task_state::ZOMBIE,
+            exit_code: m.stat.exit_code as u32,
+            comm: m.stat.comm.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    dir.write_all(ImageKind::Core, m.pid as u64, [&core])?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dump_process(
+    dir: &ImageDir,
+    opts: &DumpOptions,
+    m: &Member,
+    frozen: &Frozen,
+    files: &mut FileTable,
+    ids: pb::TaskKobjIdsEntry,
+    next_pages_id: &mut u32,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    let pid = m.pid;
+    let stat = &m.stat;
+    let t_collect = Instant::now();
+    task::check_posix_timers(pid)?;
+    let mut threads = frozen.threads_of(pid);
+    let leader = threads
+        .next()
+        .ok_or_else(|| DumpError::Invalid(format!("process {pid}: no thread was frozen")))?;
+    let (inside, thread_inside) = task::look_inside(leader, true)?;
+    let inside = inside.unwrap_or_default();
+    let mut core = task::core_entry(leader, Some(&inside), &thread_inside)?;
+    if let (Some(tc), Some(sig)) = (core.tc.as_mut(), leader.group_stop) {
+        tc.task_state = task_state::STOPPED;
+        tc.stop_signo = Some(sig as u32);
+    }
+    dir.write_all(ImageKind::Core, pid as u64, [&core])?;
+    for t in threads {
+        let (_, thread_inside) = task::look_inside(t, false)?;
+        let core = task::core_entry(t, None, &thread_inside)?;
+        dir.write_all(ImageKind::Core, t.tracee.tid() as u64, [&core])?;
+    }
+
     let fdinfos = files.dump_fds(
         pid,
         FileOptions {
             shell_job: opts.shell_job,
         },
     )?;
-    let mut space = memory::collect(pid, &mut files)?;
-
+    let mut space = memory::collect(pid, files)?;
     let link = |name: &str| -> Result<String> {
         Ok(proc::read_link(proc::path(pid, name))
             .pctx(pid)?
@@ -181,16 +430,6 @@ fn collect_and_write(
     let exe_id = files.path_file(pid, &link("exe")?, libc::O_RDONLY as u32)?;
     let status = proc::read_status(pid).pctx(pid)?;
     let auxv = proc::auxv(pid).pctx(pid)?;
-
-    // One id per kernel object; with a single process every object is its own.
-    let ids = pb::TaskKobjIdsEntry {
-        vm_id: 1,
-        files_id: 1,
-        fs_id: 1,
-        sighand_id: 1,
-        ..Default::default()
-    };
-
     log::debug!(
         "process {pid}: task state, {} fds and {} vmas ({} page runs) collected in {} us",
         fdinfos.len(),
@@ -198,28 +437,30 @@ fn collect_and_write(
         space.runs.len(),
         elapsed_us(t_collect)
     );
-    // Pages first: they are the bulk of the work and the likeliest to fail.
+
     let t_mem = Instant::now();
-    let pages_id = 1u32;
+    let pages_id = *next_pages_id;
+    *next_pages_id += 1;
     let pages_file = dir.rewrite_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
-    let written = pages::copy_private_pages(pid, &space.runs, &pages_file)?;
+    let mut written = pages::copy_private_pages(pid, &space.runs, &pages_file)?;
     pages::write_pagemap(dir, pid, pages_id, &space.runs)?;
-    let mut shmem_written = 0;
-    for (i, obj) in space.shmem.iter_mut().enumerate() {
-        shmem_written += pages::dump_shmem(dir, pid, obj, pages_id + 1 + i as u32)?;
+    for obj in space.shmem.iter_mut() {
+        let shm_pages_id = *next_pages_id;
+        *next_pages_id += 1;
+        written += pages::dump_shmem(dir, pid, obj, shm_pages_id)?;
     }
-    stats.memdump_us = elapsed_us(t_mem);
-    stats.pages_written = (written + shmem_written) / PAGE_SIZE;
-    stats.pages_scanned = space
+    stats.memdump_us += elapsed_us(t_mem);
+    stats.pages_written += written / PAGE_SIZE;
+    stats.pages_scanned += space
         .vmas
         .iter()
-        .filter(|v| v.status & stasis_images::consts::vma_status::ANON_PRIVATE != 0)
+        .filter(|v| v.status & vma_status::ANON_PRIVATE != 0)
         .map(|v| (v.end - v.start) / PAGE_SIZE)
-        .sum();
+        .sum::<u64>();
     log::info!(
         "process {pid}: wrote {} MiB of pages in {} us",
-        (written + shmem_written) >> 20,
-        stats.memdump_us
+        written >> 20,
+        elapsed_us(t_mem)
     );
 
     let mm = pb::MmEntry {
@@ -243,13 +484,10 @@ fn collect_and_write(
         stasis_vdso_size: Some(space.vdso_size),
         stasis_vvar_size: Some(space.vvar_size),
     };
-
     let id = pid as u64;
-    dir.write_all(ImageKind::Core, id, [&core])?;
     dir.write_all(ImageKind::Ids, id, [&ids])?;
     dir.write_all(ImageKind::Mm, id, [&mm])?;
     dir.write_all(ImageKind::Fdinfo, u64::from(ids.files_id), &fdinfos)?;
-    dir.write_all(ImageKind::Files, 0, &files.entries)?;
     dir.write_all(
         ImageKind::Fs,
         id,
@@ -259,42 +497,5 @@ fn collect_and_write(
             umask: Some(status.umask),
         }],
     )?;
-    let pstree = pb::PstreeEntry {
-        pid: pid as u32,
-        ppid: 0,
-        pgid: stat.pgrp as u32,
-        sid: stat.session as u32,
-        threads: frozen
-            .threads_of(pid)
-            .map(|t| t.tracee.tid() as u32)
-            .collect(),
-    };
-    dir.write_all(ImageKind::Pstree, 0, [&pstree])?;
-    let stats_entry = pb::StatsEntry {
-        dump: Some(pb::DumpStatsEntry {
-            freezing_time: stats.freezing_us as u32,
-            frozen_time: 0,
-            memdump_time: stats.memdump_us as u32,
-            memwrite_time: stats.memdump_us as u32,
-            pages_scanned: stats.pages_scanned,
-            pages_skipped_parent: 0,
-            pages_written: stats.pages_written,
-            pages_lazy: 0,
-            ..Default::default()
-        }),
-        restore: None,
-    };
-    dir.write_all(ImageKind::Stats, 0, [&stats_entry])?;
-    // The inventory goes last: its presence marks a complete dump.
-    let inventory = pb::InventoryEntry {
-        img_version: IMG_VERSION,
-        fdinfo_per_id: Some(true),
-        root_ids: Some(ids),
-        ns_per_id: Some(true),
-        lsmtype: Some(pb::Lsmtype::NoLsm as i32),
-        dump_uptime: Some(process::boottime_ns() / 1000),
-        ..Default::default()
-    };
-    dir.write_all(ImageKind::Inventory, 0, [&inventory])?;
     Ok(())
 }

@@ -1,33 +1,45 @@
-//! The restore child: a fork of stasis with the image's pid that turns itself into the
+//! A restore process: a fork of stasis with the image's pid that turns itself into the
 //! restored process.
 //!
-//! It rebuilds what an ordinary process can do for itself (session, fd table, cwd, premapped
-//! and filled memory), writes the restorer's program into the bootstrap region, tells the
-//! parent where it is, waits for the parent to be attached, and jumps into the blob. It never
-//! returns: it becomes the restored process or exits with an error message sent up first.
+//! Each one sets up its session or group, forks its own children (so parent links are
+//! the image's), reports to stasis and waits at a barrier until the whole tree exists,
+//! joins its process group, and then rebuilds what an ordinary process can do for itself
+//! (fd table, cwd, premapped and filled memory). It writes the restorer's program into the
+//! bootstrap region, tells stasis where it is, waits until stasis is attached to every
+//! process, and jumps into the blob. It never returns: it becomes the restored process or
+//! exits with an error message sent up first. A zombie of the image exits at once after the
+//! barrier with its exit status.
 
-use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use stasis_sys::mem::Reservation;
-use stasis_sys::process::RestoreChild;
-use stasis_sys::{Pid, fs, proc, process, restorer};
+use stasis_sys::process::{Forked, RestoreChild};
+use stasis_sys::{Pid, fs, proc, process, restorer, signal};
 
 use crate::error::{RestoreError, Result, SysContext};
-use crate::image::{Images, ProcessImage};
+use crate::files::OpenedFiles;
+use crate::image::{Images, ProcessImage, ZombieImage};
 use crate::layout::{self, Layout};
+use crate::plan::Plan;
 use crate::program::{Arena, Program};
-use crate::{blob, files, memory, sigframe, task};
+use crate::{blob, memory, sigframe, task};
 
 /// Stack for the blob, inside the bootstrap region.
 const BLOB_STACK: u64 = 64 << 10;
+/// Stack of each further thread while it runs its part of the program.
+const THREAD_STACK: u64 = 16 << 10;
 
-/// Messages from the child to the parent.
+/// Messages to stasis: a tag, the sender's pid, and a payload.
 pub(crate) const MSG_ERROR: u8 = b'E';
 pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_LOG: u8 = b'L';
+pub(crate) const MSG_CREATED: u8 = b'C';
 
-/// Where the parent finds the restorer's state.
+/// Longest message; writes of at most PIPE_BUF bytes to a pipe are atomic, so messages
+/// of many processes sharing one pipe never interleave.
+pub(crate) const MAX_MESSAGE: usize = 4000;
+
+/// Where stasis finds a process's restorer state.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ready {
     pub header: u64,
@@ -43,36 +55,60 @@ struct Jump {
     ready: Ready,
 }
 
-/// What the restore needs from the command line.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChildOptions {
-    pub shell_job: bool,
+/// What every restore process inherits from stasis.
+#[derive(Debug)]
+pub(crate) struct Context<'a> {
+    pub images: &'a Images,
+    pub plan: &'a Plan,
+    pub files: &'a OpenedFiles,
+    /// Every fd number the tree uses is below this; our own fds are at or above it.
+    pub high: RawFd,
+    /// Write end of the message pipe to stasis.
+    pub to_stasis: RawFd,
+    /// Read end of the barrier pipe (one byte per process when the tree exists).
+    pub barrier: RawFd,
+    /// Read end of the go pipe (one byte per process once stasis is attached to all).
+    pub go: RawFd,
 }
 
-fn send(to_parent: &mut impl Write, tag: u8, payload: &[u8]) {
+/// Sends a message to stasis (one atomic write).
+pub(crate) fn send(ctx: &Context<'_>, pid: Pid, tag: u8, payload: &[u8]) {
+    let payload = &payload[..payload.len().min(MAX_MESSAGE)];
     let mut msg = vec![tag];
+    msg.extend_from_slice(&pid.to_le_bytes());
     msg.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     msg.extend_from_slice(payload);
-    // If the parent is gone there is nobody to tell.
-    let _ = to_parent.write_all(&msg);
+    // If stasis is gone there is nobody to tell.
+    let _ = fs::write_all_fd(ctx.to_stasis, &msg);
 }
 
-/// Runs in the child; never returns.
-pub(crate) fn run(
-    token: RestoreChild,
-    images: &Images,
-    p: &ProcessImage,
-    opts: ChildOptions,
-    to_parent: OwnedFd,
-    from_parent: OwnedFd,
-) -> ! {
-    // The parent logs; the child only reports through the pipe.
+/// Waits for one byte on an inherited pipe; stasis gone means give up.
+fn wait_byte(fd: RawFd) {
+    let mut b = [0u8; 1];
+    if !fs::read_exact_fd(fd, &mut b) {
+        process::exit_now(1);
+    }
+}
+
+/// Runs a restore process for `pid`; never returns.
+pub(crate) fn run(token: RestoreChild, ctx: &Context<'_>, pid: Pid) -> ! {
+    // stasis logs; restore processes only report through the pipe.
     log::set_max_level(log::LevelFilter::Off);
-    let mut to_parent = std::fs::File::from(to_parent);
-    let mut from_parent = std::fs::File::from(from_parent);
-    match prepare(&token, images, p, opts, &mut to_parent, &mut from_parent) {
+    if let Some(z) = ctx.images.zombies.iter().find(|z| z.pid() == pid) {
+        run_zombie(ctx, z);
+    }
+    let Some(p) = ctx.images.processes.iter().find(|p| p.pid() == pid) else {
+        send(
+            ctx,
+            pid,
+            MSG_ERROR,
+            format!("process {pid} is not in the images").as_bytes(),
+        );
+        process::exit_now(1);
+    };
+    match prepare(&token, ctx, p) {
         Err(e) => {
-            send(&mut to_parent, MSG_ERROR, e.to_string().as_bytes());
+            send(ctx, pid, MSG_ERROR, e.to_string().as_bytes());
             process::exit_now(1);
         }
         Ok(jump) => {
@@ -84,67 +120,94 @@ pub(crate) fn run(
             ] {
                 payload.extend_from_slice(&w.to_le_bytes());
             }
-            send(&mut to_parent, MSG_READY, &payload);
-            // Wait until the parent has attached (it must see our final trap).
-            let mut go = [0u8; 1];
-            if from_parent.read_exact(&mut go).is_err() {
-                process::exit_now(1);
-            }
-            drop(to_parent);
-            drop(from_parent);
-            let err = jump
+            send(ctx, pid, MSG_READY, &payload);
+            // Wait until stasis is attached to every process (it must see our trap).
+            wait_byte(ctx.go);
+            let _ = fs::close_fd(&token, ctx.to_stasis);
+            let _ = fs::close_fd(&token, ctx.barrier);
+            let _ = fs::close_fd(&token, ctx.go);
+            // Returns only if the addresses were not inside the zone (a planner bug);
+            // stasis sees this process die.
+            let _ = jump
                 .zone
                 .jump(token, jump.entry, jump.header, jump.stack_top);
-            send(&mut std::io::sink(), MSG_ERROR, err.to_string().as_bytes());
             process::exit_now(1);
         }
     }
 }
 
-fn prepare(
-    token: &RestoreChild,
-    images: &Images,
-    p: &ProcessImage,
-    opts: ChildOptions,
-    to_parent: &mut std::fs::File,
-    from_parent: &mut std::fs::File,
-) -> Result<Jump> {
-    let pid = p.pid();
-    let started = std::time::Instant::now();
-    process::raise_nofile_limit().ctx(pid, || "raise RLIMIT_NOFILE".into())?;
-    session(pid, p, opts)?;
+/// Session and group right after the fork, then the children, then the barrier and the
+/// group join. Shared by live processes and zombies.
+fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
+    let s = ctx.plan.sessions.get(&pid).copied().unwrap_or_default();
+    if s.setsid {
+        process::setsid().ctx(pid, || "setsid".into())?;
+    } else if s.lead_group {
+        process::setpgid(0, 0).ctx(pid, || "setpgid(0, 0)".into())?;
+    }
+    for child in ctx
+        .plan
+        .children
+        .get(&pid)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        match process::fork_with_pid(child.pid, 0, libc::SIGCHLD) {
+            Ok(Forked::Child(token)) => run(token, ctx, child.pid),
+            Ok(Forked::Parent(_)) => {}
+            Err(stasis_sys::Errno(libc::EEXIST)) => {
+                return Err(RestoreError::PidInUse { pid: child.pid });
+            }
+            Err(errno) => {
+                return Err(RestoreError::Sys {
+                    pid,
+                    what: format!("fork child {}", child.pid),
+                    errno,
+                });
+            }
+        }
+    }
+    send(ctx, pid, MSG_CREATED, &[]);
+    wait_byte(ctx.barrier);
+    if let Some(pgid) = s.join_group {
+        process::setpgid(0, pgid).ctx(pid, || format!("join process group {pgid}"))?;
+    }
+    Ok(())
+}
 
-    // The fd table: service fds (pipes) and the opened files go above every target fd,
-    // everything else is closed, then the files are put at their numbers.
-    let max_target = p
-        .fds
-        .iter()
-        .map(|f| f.fd as RawFd)
-        .max()
-        .unwrap_or(2)
-        .max(2);
-    let high = max_target + 1;
-    let moved_to = fs::move_above(
-        to_parent
-            .try_clone()
-            .map_err(|e| RestoreError::Other(e.to_string()))?
-            .into(),
-        high,
-    )
-    .ctx(pid, || "move the status pipe".into())?;
-    let moved_from = fs::move_above(
-        from_parent
-            .try_clone()
-            .map_err(|e| RestoreError::Other(e.to_string()))?
-            .into(),
-        high,
-    )
-    .ctx(pid, || "move the control pipe".into())?;
-    *to_parent = std::fs::File::from(moved_to);
-    *from_parent = std::fs::File::from(moved_from);
-    let (opened, installs) = files::open_all(images, p, high)?;
+/// A zombie: take its place in the tree, then end with the image's exit status.
+fn run_zombie(ctx: &Context<'_>, z: &ZombieImage) -> ! {
+    let pid = z.pid();
+    if let Err(e) = create(ctx, pid) {
+        send(ctx, pid, MSG_ERROR, e.to_string().as_bytes());
+        process::exit_now(1);
+    }
+    let status = z.exit_code;
+    let sig = (status & 0x7f) as i32;
+    if sig == 0 {
+        process::exit_now(((status >> 8) & 0xff) as i32);
+    }
+    // Killed by a signal: die of the same one (no core dump: dumpable off).
+    let _ = process::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    let _ = signal::set_default(sig);
+    let _ = signal::set_mask(!(1u64 << (sig - 1)));
+    let _ = process::kill(pid, sig);
+    process::exit_now(128 + sig);
+}
+
+fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<Jump> {
+    let pid = p.pid();
+    let images = ctx.images;
+    create(ctx, pid)?;
+    let started = std::time::Instant::now();
+    // Zombie children exit after the barrier; their SIGCHLD must not look like one of
+    // the image's pending signals.
+    settle_zombie_children(ctx, pid)?;
+
+    // The fd table: our own fds are above every target number, so the targets can be
+    // put in place directly; everything else inherited is then closed.
     let cwd = open_dir(pid, images, p.fs.cwd_id, "cwd")?;
-    let cwd = fs::move_above(cwd, high).ctx(pid, || "move the cwd fd".into())?;
+    let cwd = fs::move_above(cwd, ctx.high).ctx(pid, || "move the cwd fd".into())?;
     let root_reg = images.reg_file(p.fs.root_id, "root")?;
     let exe_reg = images.reg_file(p.mm.exe_file_id, "exe")?;
     let exe = fs::open(
@@ -153,17 +216,17 @@ fn prepare(
         0,
     )
     .ctx(pid, || format!("open executable {}", exe_reg.name))?;
-    let exe = fs::move_above(exe, high).ctx(pid, || "move the exe fd".into())?;
-    let mut keep: Vec<RawFd> = opened.iter().map(|f| f.as_raw_fd()).collect();
+    let exe = fs::move_above(exe, ctx.high).ctx(pid, || "move the exe fd".into())?;
+    ctx.files.install(p)?;
+    let mut keep: Vec<RawFd> = p.fds.iter().map(|f| f.fd as RawFd).collect();
     keep.extend([
-        to_parent.as_raw_fd(),
-        from_parent.as_raw_fd(),
+        ctx.to_stasis,
+        ctx.barrier,
+        ctx.go,
         cwd.as_raw_fd(),
         exe.as_raw_fd(),
     ]);
     fs::close_all_except(token, &keep).ctx(pid, || "close inherited fds".into())?;
-    files::install(pid, &opened, &installs)?;
-    drop(opened);
 
     // Where the process runs: cwd first (by fd), then the root.
     fs::fchdir(cwd.as_fd()).ctx(pid, || "fchdir to the cwd".into())?;
@@ -178,20 +241,20 @@ fn prepare(
     process::set_name(&p.tc().comm).ctx(pid, || "set the process name".into())?;
     restorer::disable_sigaltstack().ctx(pid, || "disable our sigaltstack".into())?;
 
-    let log = |to: &mut std::fs::File, what: &str, since: std::time::Instant| {
+    let log = |what: &str, since: std::time::Instant| {
         send(
-            to,
+            ctx,
+            pid,
             MSG_LOG,
             format!("{what} in {} us", since.elapsed().as_micros()).as_bytes(),
         );
     };
-    log(to_parent, "session, fds, cwd and root set up", started);
+    log("fds, cwd and root set up", started);
 
     // Memory.
     let t = std::time::Instant::now();
     let (layout, zone) = reserve_zone(pid, p)?;
     log(
-        to_parent,
         &format!(
             "zone {:#x}-{:#x} reserved",
             layout.zone_start, layout.zone_end
@@ -200,7 +263,7 @@ fn prepare(
     );
     let t = std::time::Instant::now();
     memory::premap_and_fill(images, p, &layout, &zone)?;
-    log(to_parent, "memory premapped and filled", t);
+    log("memory premapped and filled", t);
     let t = std::time::Instant::now();
 
     // The restorer's program.
@@ -222,19 +285,31 @@ fn prepare(
     let exe_fd = if same_exe { None } else { Some(fs::leak(exe)) };
     task::emit_mm(&mut prog, &mut arena, p, exe_fd);
     task::emit_process_state(&mut prog, &mut arena, p)?;
+    let features = sigframe::loadable_features(p.tc().stasis_xcomp_perm.unwrap_or(0));
+    // Further threads, created with their tids once the process-wide state is in place;
+    // each runs its own part of the program on a stack of its own and ends in its own
+    // frame. They start with root's credentials and set their own, as the leader does.
+    for (tid, tcore) in &p.threads {
+        let mut tp = Program::default();
+        task::emit_thread_state(&mut tp, &mut arena, pid, *tid, tcore)?;
+        let frame = thread_frame(&mut arena, tcore, 0, features);
+        tp.trap();
+        tp.sigreturn(frame);
+        let stack = arena.reserve(THREAD_STACK, 64);
+        let tid_array = arena.push(&tid.to_le_bytes(), 8);
+        let args = clone_args_bytes(&stasis_sys::abi::CloneArgs {
+            flags: THREAD_FLAGS,
+            set_tid: tid_array,
+            set_tid_size: 1,
+            stack,
+            stack_size: THREAD_STACK,
+            ..Default::default()
+        });
+        let args_addr = arena.push(&args, 8);
+        prog.clone_thread(args_addr, tp, format!("create thread {tid}"));
+    }
     task::emit_thread_state(&mut prog, &mut arena, pid, pid, &p.core)?;
-    let ti = p.thread_info();
-    let tc = p.tc();
-    let frame = sigframe::build(
-        &mut arena,
-        &sigframe::FrameInput {
-            regs: ti.gpregs.as_ref().expect("validated at load"),
-            fpregs: ti.fpregs.as_ref().expect("validated at load"),
-            sigmask: p.thread_core().blk_sigset.unwrap_or(tc.blk_sigset),
-            altstack: p.thread_core().sas.as_ref(),
-            features: sigframe::loadable_features(tc.stasis_xcomp_perm.unwrap_or(0)),
-        },
-    );
+    let frame = thread_frame(&mut arena, &p.core, p.tc().blk_sigset, features);
     prog.trap();
     prog.sigreturn(frame);
     let stack = arena.reserve(BLOB_STACK, 4096);
@@ -269,7 +344,7 @@ fn prepare(
     zone.protect(bootstrap, code_len, libc::PROT_READ | libc::PROT_EXEC)
         .ctx(pid, || "protect the restorer".into())?;
 
-    log(to_parent, "restorer program built and copied", t);
+    log("restorer program built and copied", t);
     let syscall_insn = blob::syscall_insn(bootstrap).ok_or_else(|| {
         RestoreError::Other("the restorer blob has no syscall instruction".into())
     })?;
@@ -297,22 +372,74 @@ fn open_dir(pid: Pid, images: &Images, id: u32, what: &str) -> Result<OwnedFd> {
     .ctx(pid, || format!("open {what} {}", reg.name))
 }
 
-/// Session and process group: a session leader creates its session; a shell job joins
-/// ours, keeping a group of its own if it led one.
-fn session(pid: Pid, p: &ProcessImage, opts: ChildOptions) -> Result<()> {
-    let sid = p.pstree.sid as Pid;
-    let pgid = p.pstree.pgid as Pid;
-    if sid == pid {
-        process::setsid().ctx(pid, || "setsid".into())?;
-        return Ok(());
+/// The flags of a thread as pthread_create makes it (TLS is set by the thread itself).
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// `struct clone_args` as the kernel reads it.
+fn clone_args_bytes(a: &stasis_sys::abi::CloneArgs) -> Vec<u8> {
+    [
+        a.flags,
+        a.pidfd,
+        a.child_tid,
+        a.parent_tid,
+        a.exit_signal,
+        a.stack,
+        a.stack_size,
+        a.tls,
+        a.set_tid,
+        a.set_tid_size,
+        a.cgroup,
+    ]
+    .iter()
+    .flat_map(|w| w.to_le_bytes())
+    .collect()
+}
+
+/// The rt_sigframe a thread returns through: its registers, FPU state, mask, altstack.
+/// `fallback_mask` serves images that keep the mask only in the task core.
+fn thread_frame(
+    arena: &mut Arena,
+    core: &stasis_images::pb::CoreEntry,
+    fallback_mask: u64,
+    features: u64,
+) -> u64 {
+    let ti = core.thread_info.as_ref().expect("validated at load");
+    let tcore = core.thread_core.as_ref().expect("validated at load");
+    sigframe::build(
+        arena,
+        &sigframe::FrameInput {
+            regs: ti.gpregs.as_ref().expect("validated at load"),
+            fpregs: ti.fpregs.as_ref().expect("validated at load"),
+            sigmask: tcore.blk_sigset.unwrap_or(fallback_mask),
+            altstack: tcore.sas.as_ref(),
+            features,
+        },
+    )
+}
+
+/// Waits until every zombie child has exited (without reaping it) and drops the SIGCHLD
+/// that produced.
+fn settle_zombie_children(ctx: &Context<'_>, pid: Pid) -> Result<()> {
+    let mut any = false;
+    for c in ctx
+        .plan
+        .children
+        .get(&pid)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        if c.zombie {
+            process::wait_exited_nowait(c.pid).ctx(pid, || format!("wait for zombie {}", c.pid))?;
+            any = true;
+        }
     }
-    if !opts.shell_job {
-        return Err(RestoreError::Other(format!(
-            "process {pid} was not a session leader (session {sid}); restore it with --shell-job"
-        )));
-    }
-    if pgid == pid {
-        process::setpgid(0, 0).ctx(pid, || "setpgid".into())?;
+    if any {
+        signal::drain_pending(libc::SIGCHLD).ctx(pid, || "drop SIGCHLD".into())?;
     }
     Ok(())
 }

@@ -12,18 +12,6 @@ use stasis_sys::{Pid, fs};
 use crate::error::{RestoreError, Result, SysContext};
 use crate::image::{Images, ProcessImage};
 
-/// An fd to install: target number, the open description (at a temporary number), and
-/// whether it is close-on-exec.
-#[derive(Debug)]
-pub struct Install {
-    /// The fd number in the restored process.
-    pub fd: RawFd,
-    /// Index into the opened descriptions.
-    pub file: usize,
-    /// Close-on-exec.
-    pub cloexec: bool,
-}
-
 /// Flags that only matter at open time and must not be replayed (O_TRUNC would destroy
 /// the file's contents).
 const OPEN_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC;
@@ -84,25 +72,32 @@ fn check_size(pid: Pid, reg: &pb::RegFileEntry, then: u64, now: u64) -> Result<(
     })
 }
 
-/// Opens every description of `p`'s fd table, each moved to a number at or above
-/// `high`, and says where each goes.
-pub fn open_all(
-    images: &Images,
-    p: &ProcessImage,
-    high: RawFd,
-) -> Result<(Vec<OwnedFd>, Vec<Install>)> {
-    let pid = p.pid();
-    let mut opened: Vec<OwnedFd> = Vec::new();
-    let mut by_id: HashMap<u32, usize> = HashMap::new();
-    let mut installs = Vec::new();
-    for e in &p.fds {
-        let file = match by_id.get(&e.id) {
-            Some(i) => *i,
-            None => {
+/// Every file description of the tree, opened once by stasis before any process is
+/// forked and kept at numbers above every fd number the tree uses. Each process inherits
+/// them all and dups the ones it needs to their numbers; descriptions shared between fds
+/// and between processes stay shared (one offset), as they were.
+#[derive(Debug, Default)]
+pub struct OpenedFiles {
+    by_id: HashMap<u32, OwnedFd>,
+}
+
+impl OpenedFiles {
+    /// Opens every description any process's fd table refers to, at numbers >= `high`.
+    pub fn open_all(images: &Images, high: RawFd) -> Result<OpenedFiles> {
+        let mut by_id = HashMap::new();
+        for p in &images.processes {
+            let pid = p.pid();
+            for e in &p.fds {
+                if by_id.contains_key(&e.id) {
+                    continue;
+                }
                 let entry = images.files.get(&e.id).ok_or_else(|| {
                     crate::error::invalid(
                         "files.img",
-                        format!("fd {} refers to missing file id {}", e.fd, e.id),
+                        format!(
+                            "process {pid}: fd {} refers to missing file id {}",
+                            e.fd, e.id
+                        ),
                     )
                 })?;
                 let fd = match (pb::FdTypes::try_from(entry.r#type), &entry.reg) {
@@ -117,25 +112,22 @@ pub fn open_all(
                 };
                 let fd =
                     fs::move_above(fd, high).ctx(pid, || "move an fd out of the way".into())?;
-                opened.push(fd);
-                by_id.insert(e.id, opened.len() - 1);
-                opened.len() - 1
+                by_id.insert(e.id, fd);
             }
-        };
-        installs.push(Install {
-            fd: e.fd as RawFd,
-            file,
-            cloexec: e.flags & FD_CLOEXEC != 0,
-        });
+        }
+        Ok(OpenedFiles { by_id })
     }
-    Ok((opened, installs))
-}
 
-/// Puts every description at its fd numbers. The low fd range must be empty.
-pub fn install(pid: Pid, opened: &[OwnedFd], installs: &[Install]) -> Result<()> {
-    for i in installs {
-        fs::dup_to(opened[i.file].as_fd(), i.fd, i.cloexec)
-            .ctx(pid, || format!("install fd {}", i.fd))?;
+    /// Puts `p`'s descriptions at their fd numbers (which must be free or unused).
+    pub fn install(&self, p: &ProcessImage) -> Result<()> {
+        let pid = p.pid();
+        for e in &p.fds {
+            let file = self.by_id.get(&e.id).ok_or_else(|| {
+                RestoreError::Other(format!("process {pid}: file id {} was not opened", e.id))
+            })?;
+            fs::dup_to(file.as_fd(), e.fd as RawFd, e.flags & FD_CLOEXEC != 0)
+                .ctx(pid, || format!("install fd {}", e.fd))?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -1,13 +1,17 @@
 //! The tracer's side of the hand-over: from the blob's trap to a detached, running
 //! process with no trace of stasis in its address space.
 
-use stasis_restorer::abi::{self, Header, Op};
-use stasis_sys::abi::nr;
-use stasis_sys::ptrace::{Injector, Stop, Tracee};
+use std::collections::HashMap;
+
+use stasis_images::consts::task_state;
+use stasis_restorer::abi::{self as blob_abi, Header, Op};
+use stasis_sys::abi::{self, nr};
+use stasis_sys::ptrace::{self, Injector, Stop, Tracee};
 use stasis_sys::{Pid, mem};
 
 use crate::child::Ready;
 use crate::error::{RestoreError, Result, SysContext};
+use crate::image::Images;
 use crate::layout::BOOTSTRAP_RESERVE;
 
 fn unexpected(pid: Pid, stage: &str, stop: Stop) -> RestoreError {
@@ -36,8 +40,8 @@ fn check_program(pid: Pid, ready: &Ready) -> Result<()> {
     }
     let header = Header::from_bytes(&hb);
     match header.status {
-        abi::STATUS_DONE => Ok(()),
-        abi::STATUS_FAILED => {
+        blob_abi::STATUS_DONE => Ok(()),
+        blob_abi::STATUS_FAILED => {
             let index = header.failed_op;
             let mut ob = [0u8; Op::SIZE];
             let op_addr = ready.header + header.ops_offset + index * Op::SIZE as u64;
@@ -72,56 +76,201 @@ fn check_program(pid: Pid, ready: &Ready) -> Result<()> {
     }
 }
 
-/// Takes the restored process from the blob's trap to running on its own. Returns
-/// whether it was restored inside a system call.
-pub fn finish(tracee: &Tracee, ready: &Ready) -> Result<bool> {
-    let pid = tracee.tid();
-    match tracee.wait().ctx(pid, || "wait for the restorer".into())? {
-        Stop::Signal(libc::SIGTRAP) => {}
-        other => return Err(unexpected(pid, "restorer", other)),
+/// Where a thread is on its way out of the restorer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Running its part of the program.
+    Running,
+    /// Past its trap, on the way into rt_sigreturn.
+    Entering,
+    /// In rt_sigreturn, on the way out.
+    Exiting,
+    /// Stopped at the exit of rt_sigreturn with its own registers: done.
+    Held,
+}
+
+/// One traced thread.
+#[derive(Debug)]
+struct Thread {
+    tracee: Tracee,
+    pid: Pid,
+    phase: Phase,
+}
+
+/// Every process stasis is attached to at the end of a restore, and their threads.
+#[derive(Debug, Default)]
+pub struct Attached {
+    processes: Vec<(Pid, Ready)>,
+    threads: HashMap<Pid, Thread>,
+}
+
+impl Attached {
+    /// Attaches to a prepared process. New threads are attached as the blob creates them
+    /// (PTRACE_O_TRACECLONE); if stasis dies, every traced task dies (EXITKILL).
+    pub fn attach(&mut self, pid: Pid, ready: Ready) -> Result<()> {
+        let options =
+            abi::PTRACE_O_EXITKILL | abi::PTRACE_O_TRACESYSGOOD | abi::PTRACE_O_TRACECLONE;
+        let tracee =
+            Tracee::seize(pid, options).ctx(pid, || "attach to the restore process".into())?;
+        self.processes.push((pid, ready));
+        self.threads.insert(
+            pid,
+            Thread {
+                tracee,
+                pid,
+                phase: Phase::Running,
+            },
+        );
+        Ok(())
     }
-    check_program(pid, ready)?;
-    // Let it rt_sigreturn (dropping the SIGTRAP) and stop at the exit of that call.
-    for stage in ["rt_sigreturn entry", "rt_sigreturn exit"] {
-        tracee
-            .resume_to_syscall(0)
-            .ctx(pid, || format!("resume to {stage}"))?;
-        match tracee.wait().ctx(pid, || format!("wait for {stage}"))? {
-            Stop::Syscall => {}
-            Stop::Signal(libc::SIGSEGV) => {
-                return Err(RestoreError::Child {
-                    pid,
-                    message: "the kernel rejected the restored registers (rt_sigreturn)".into(),
-                });
+
+    fn ready_of(&self, pid: Pid) -> Option<&Ready> {
+        self.processes
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, r)| r)
+    }
+
+    /// Runs every thread to the exit of its rt_sigreturn, removes the bootstrap region
+    /// of every process, steps threads that were inside a system call back into it, and
+    /// detaches (stopping again the processes the image had stopped).
+    pub fn finish(mut self, images: &Images) -> Result<()> {
+        let expected: usize = images
+            .processes
+            .iter()
+            .map(|p| p.pstree.threads.len())
+            .sum();
+        loop {
+            let held = self
+                .threads
+                .values()
+                .filter(|t| t.phase == Phase::Held)
+                .count();
+            if held == expected {
+                break;
             }
-            other => return Err(unexpected(pid, stage, other)),
+            let (tid, stop) = ptrace::wait_any()
+                .map_err(|e| RestoreError::Other(format!("wait for restored tasks: {e}")))?;
+            self.step(tid, stop)?;
+        }
+        // Every thread of every process is back in its own registers and stopped.
+        let mut in_syscall = Vec::new();
+        for (pid, ready) in &self.processes {
+            let leader = &self.threads[pid].tracee;
+            let regs = leader
+                .regs()
+                .ctx(*pid, || "read restored registers".into())?;
+            let mut inj = Injector::new(leader, regs, ready.syscall_insn);
+            inj.syscall(nr::MUNMAP, [ready.bootstrap, BOOTSTRAP_RESERVE, 0, 0, 0, 0])
+                .ctx(*pid, || "unmap the restorer".into())?;
+            inj.finish().ctx(*pid, || "restore registers".into())?;
+        }
+        for t in self.threads.values() {
+            if step_into_syscall(&t.tracee)? {
+                in_syscall.push(t.tracee.tid());
+            }
+        }
+        for p in &images.processes {
+            let stop = p
+                .tc()
+                .stop_signo
+                .filter(|_| p.tc().task_state == task_state::STOPPED);
+            for (i, tid) in p.pstree.threads.iter().enumerate() {
+                let t = self.threads.remove(&(*tid as Pid)).ok_or_else(|| {
+                    RestoreError::Other(format!("process {}: thread {tid} was never seen", p.pid()))
+                })?;
+                // A process the image had stopped gets its stop signal on one thread.
+                let sig = if i == 0 { stop.unwrap_or(0) as i32 } else { 0 };
+                t.tracee
+                    .detach(sig)
+                    .ctx(t.pid, || format!("detach thread {tid}"))?;
+            }
+        }
+        for tid in in_syscall {
+            wait_asleep(tid);
+        }
+        Ok(())
+    }
+
+    /// Handles one stop of a traced task.
+    fn step(&mut self, tid: Pid, stop: Stop) -> Result<()> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.threads.entry(tid) {
+            // A thread the blob just created: attached automatically, stopped once.
+            let pid = stasis_sys::proc::read_status(tid)
+                .map(|s| s.tgid)
+                .unwrap_or(tid);
+            let tracee = Tracee::from_attached(tid);
+            return match stop {
+                Stop::Event(_) => {
+                    tracee.cont(0).ctx(pid, || format!("start thread {tid}"))?;
+                    slot.insert(Thread {
+                        tracee,
+                        pid,
+                        phase: Phase::Running,
+                    });
+                    Ok(())
+                }
+                other => Err(unexpected(pid, "new thread", other)),
+            };
+        }
+        let t = self.threads.get_mut(&tid).expect("checked above");
+        let pid = t.pid;
+        match (t.phase, stop) {
+            // The creator of a thread reports the clone; let it go on.
+            (_, Stop::OtherEvent(_, _)) => {
+                t.tracee.cont(0).ctx(pid, || "resume after clone".into())
+            }
+            (Phase::Running, Stop::Signal(libc::SIGTRAP)) => {
+                let ready = *self
+                    .ready_of(pid)
+                    .ok_or_else(|| RestoreError::Other(format!("process {pid} is not attached")))?;
+                check_program(pid, &ready)?;
+                let t = self.threads.get_mut(&tid).expect("checked above");
+                t.phase = Phase::Entering;
+                t.tracee
+                    .resume_to_syscall(0)
+                    .ctx(pid, || "resume to rt_sigreturn".into())
+            }
+            (Phase::Entering, Stop::Syscall) => {
+                t.phase = Phase::Exiting;
+                t.tracee
+                    .resume_to_syscall(0)
+                    .ctx(pid, || "run rt_sigreturn".into())
+            }
+            (Phase::Exiting, Stop::Syscall) => {
+                t.phase = Phase::Held;
+                Ok(())
+            }
+            (_, Stop::Signal(libc::SIGSEGV)) if t.phase != Phase::Running => {
+                Err(RestoreError::Child {
+                    pid,
+                    message: format!(
+                        "the kernel rejected the restored registers of thread {tid} (rt_sigreturn)"
+                    ),
+                })
+            }
+            (phase, other) => Err(unexpected(pid, &format!("thread {tid} ({phase:?})"), other)),
         }
     }
-    let regs = tracee
-        .regs()
-        .ctx(pid, || "read restored registers".into())?;
-    // One injected munmap removes the bootstrap region, the last piece of stasis.
-    let mut inj = Injector::new(tracee, regs, ready.syscall_insn);
-    inj.syscall(nr::MUNMAP, [ready.bootstrap, BOOTSTRAP_RESERVE, 0, 0, 0, 0])
-        .ctx(pid, || "unmap the restorer".into())?;
-    inj.finish().ctx(pid, || "restore registers".into())?;
-    // A thread that was inside a system call resumes at that syscall instruction: step
-    // into it before letting go. The detach itself kicks it out of the call once (the
-    // kernel then restarts it), so the caller also waits until it sleeps in the call
-    // again: a signal sent right after the restore must interrupt the call, as it would
-    // have before the checkpoint, not run its handler just before the call.
+}
+
+/// A thread that resumes at a `syscall` instruction (a rewound call) is stepped into that
+/// call before it is let go: a signal sent right after the restore must interrupt the
+/// call, as it would have before the checkpoint, not run its handler just before it.
+fn step_into_syscall(tracee: &Tracee) -> Result<bool> {
+    let tid = tracee.tid();
+    let regs = tracee.regs().ctx(tid, || "read registers".into())?;
     let mut insn = [0u8; 2];
-    if mem::read_process(pid, regs.ip, &mut insn) == Ok(2) && insn == [0x0f, 0x05] {
-        tracee
-            .resume_to_syscall(0)
-            .ctx(pid, || "step into the interrupted syscall".into())?;
-        match tracee.wait().ctx(pid, || "wait for syscall entry".into())? {
-            Stop::Syscall => {}
-            other => return Err(unexpected(pid, "syscall entry", other)),
-        }
-        return Ok(true);
+    if mem::read_process(tid, regs.ip, &mut insn) != Ok(2) || insn != [0x0f, 0x05] {
+        return Ok(false);
     }
-    Ok(false)
+    tracee
+        .resume_to_syscall(0)
+        .ctx(tid, || "step into the interrupted syscall".into())?;
+    match tracee.wait().ctx(tid, || "wait for syscall entry".into())? {
+        Stop::Syscall => Ok(true),
+        other => Err(unexpected(tid, "syscall entry", other)),
+    }
 }
 
 /// Waits (briefly, with a deadline) until a task restored inside a system call sleeps in

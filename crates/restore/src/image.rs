@@ -7,7 +7,7 @@ use stasis_images::consts::{IMG_VERSION, SIGACTION_COUNT, pe_flags, task_state, 
 use stasis_images::{ImageDir, ImageKind, PAGE_SIZE, pb};
 use stasis_sys::Pid;
 
-use crate::error::{RestoreError, Result, invalid};
+use crate::error::{Result, invalid};
 
 /// Highest user address on x86_64 with 4-level paging (TASK_SIZE).
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
@@ -31,6 +31,24 @@ pub struct ProcessImage {
     pub fds: Vec<pb::FdinfoEntry>,
     /// cwd, root, umask.
     pub fs: pb::FsEntry,
+    /// The other threads: tid and core.
+    pub threads: Vec<(Pid, pb::CoreEntry)>,
+}
+
+/// A zombie: a pid in the tree with an exit status its parent has not collected.
+#[derive(Debug)]
+pub struct ZombieImage {
+    /// Its pstree entry.
+    pub pstree: pb::PstreeEntry,
+    /// The wait status its parent will see.
+    pub exit_code: u32,
+}
+
+impl ZombieImage {
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        self.pstree.pid as Pid
+    }
 }
 
 impl ProcessImage {
@@ -69,8 +87,10 @@ pub struct ShmemImage {
 pub struct Images {
     /// Where the images are.
     pub dir: ImageDir,
-    /// The processes, root first.
+    /// The live processes, root first, parents before children.
     pub processes: Vec<ProcessImage>,
+    /// Zombies of the tree.
+    pub zombies: Vec<ZombieImage>,
     /// `files.img` by id.
     pub files: HashMap<u32, pb::FileEntry>,
     /// Shared anonymous memory contents by shmid.
@@ -105,16 +125,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         ));
     }
     let pstree: Vec<pb::PstreeEntry> = dir.read_all(ImageKind::Pstree, 0)?;
-    if pstree.is_empty() {
-        return Err(invalid("pstree.img", "no processes"));
-    }
-    if pstree.len() > 1 {
-        return Err(RestoreError::Unsupported {
-            pid: pstree[0].pid as Pid,
-            resource: format!("process tree of {} processes", pstree.len()),
-            reason: "restoring process trees is not supported yet".into(),
-        });
-    }
+    check_tree(&pstree)?;
     let files: HashMap<u32, pb::FileEntry> = dir
         .read_all::<pb::FileEntry>(ImageKind::Files, 0)?
         .into_iter()
@@ -122,9 +133,21 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         .collect();
 
     let mut processes = Vec::new();
+    let mut zombies = Vec::new();
     let mut shmem = HashMap::new();
     for entry in pstree {
-        let p = load_process(&dir, entry)?;
+        let id = u64::from(entry.pid);
+        let core: pb::CoreEntry = dir.read_one(ImageKind::Core, id)?;
+        let state = core.tc.as_ref().map_or(0, |tc| tc.task_state);
+        if state == task_state::ZOMBIE {
+            let exit_code = core.tc.as_ref().map_or(0, |tc| tc.exit_code);
+            zombies.push(ZombieImage {
+                pstree: entry,
+                exit_code,
+            });
+            continue;
+        }
+        let p = load_process(&dir, entry, core)?;
         for v in &p.mm.vmas {
             if v.status & vma_status::ANON_SHARED != 0 && !shmem.contains_key(&v.shmid) {
                 shmem.insert(v.shmid, load_shmem(&dir, v.shmid)?);
@@ -132,30 +155,85 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         }
         processes.push(p);
     }
+    if processes.first().is_none_or(|p| p.pstree.ppid != 0) {
+        return Err(invalid(
+            "pstree.img",
+            "the root of the tree is not a live process",
+        ));
+    }
+    for z in &zombies {
+        if !processes.iter().any(|p| p.pstree.pid == z.pstree.ppid) {
+            return Err(invalid(
+                "pstree.img",
+                format!("zombie {} has no live parent", z.pid()),
+            ));
+        }
+    }
     Ok(Images {
         dir,
         processes,
+        zombies,
         files,
         shmem,
     })
 }
 
-fn load_process(dir: &ImageDir, pstree: pb::PstreeEntry) -> Result<ProcessImage> {
+/// The tree must be a tree: unique pids, the root first with no parent, every other
+/// process's parent listed before it.
+fn check_tree(pstree: &[pb::PstreeEntry]) -> Result<()> {
+    let file = "pstree.img";
+    let Some(root) = pstree.first() else {
+        return Err(invalid(file, "no processes"));
+    };
+    if root.ppid != 0 {
+        return Err(invalid(
+            file,
+            format!("the root {} has a parent ({})", root.pid, root.ppid),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, e) in pstree.iter().enumerate() {
+        if e.pid == 0 || e.pid > i32::MAX as u32 || !seen.insert(e.pid) {
+            return Err(invalid(file, format!("bad or repeated pid {}", e.pid)));
+        }
+        if i > 0 && !pstree[..i].iter().any(|p| p.pid == e.ppid) {
+            return Err(invalid(
+                file,
+                format!("parent {} of {} is not listed before it", e.ppid, e.pid),
+            ));
+        }
+        if e.threads.first() != Some(&e.pid) {
+            return Err(invalid(
+                file,
+                format!("process {}: its first thread is not itself", e.pid),
+            ));
+        }
+        for t in &e.threads {
+            if *t == 0 || *t > i32::MAX as u32 || (*t != e.pid && !seen.insert(*t)) {
+                return Err(invalid(
+                    file,
+                    format!("process {}: bad or repeated tid {t}", e.pid),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_process(
+    dir: &ImageDir,
+    pstree: pb::PstreeEntry,
+    core: pb::CoreEntry,
+) -> Result<ProcessImage> {
     let pid = pstree.pid as Pid;
     let id = u64::from(pstree.pid);
-    if pid <= 0 {
-        return Err(invalid("pstree.img", format!("bad pid {}", pstree.pid)));
+    check_core(&core, &ImageKind::Core.file_name(id), true)?;
+    let mut threads = Vec::new();
+    for &tid in pstree.threads.iter().skip(1) {
+        let tcore: pb::CoreEntry = dir.read_one(ImageKind::Core, u64::from(tid))?;
+        check_core(&tcore, &ImageKind::Core.file_name(u64::from(tid)), false)?;
+        threads.push((tid as Pid, tcore));
     }
-    if pstree.threads.len() != 1 || pstree.threads[0] != pstree.pid {
-        return Err(RestoreError::Unsupported {
-            pid,
-            resource: format!("{} threads", pstree.threads.len()),
-            reason: "restoring multi-threaded processes is not supported yet".into(),
-        });
-    }
-    let core: pb::CoreEntry = dir.read_one(ImageKind::Core, id)?;
-    let core_file = ImageKind::Core.file_name(id);
-    check_core(&core, &core_file)?;
     let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageKind::Ids, id)?;
     let mm: pb::MmEntry = dir.read_one(ImageKind::Mm, id)?;
     check_vmas(&mm, &ImageKind::Mm.file_name(id))?;
@@ -165,6 +243,7 @@ fn load_process(dir: &ImageDir, pstree: pb::PstreeEntry) -> Result<ProcessImage>
     check_pagemap(&pagemap, &mm, &ImageKind::Pagemap.file_name(id))?;
     let fds: Vec<pb::FdinfoEntry> = dir.read_all(ImageKind::Fdinfo, u64::from(ids.files_id))?;
     let fs: pb::FsEntry = dir.read_one(ImageKind::Fs, id)?;
+    let _ = pid;
     Ok(ProcessImage {
         pstree,
         core,
@@ -174,6 +253,7 @@ fn load_process(dir: &ImageDir, pstree: pb::PstreeEntry) -> Result<ProcessImage>
         pagemap,
         fds,
         fs,
+        threads,
     })
 }
 
@@ -187,7 +267,7 @@ fn load_shmem(dir: &ImageDir, shmid: u64) -> Result<ShmemImage> {
     })
 }
 
-fn check_core(core: &pb::CoreEntry, file: &str) -> Result<()> {
+fn check_core(core: &pb::CoreEntry, file: &str, leader: bool) -> Result<()> {
     if core.mtype != pb::core_entry::March::X8664 as i32 {
         return Err(invalid(
             file,
@@ -216,14 +296,20 @@ fn check_core(core: &pb::CoreEntry, file: &str) -> Result<()> {
     if fp.stasis_xsave.is_none() && (fp.st_space.len() != 32 || fp.xmm_space.len() != 64) {
         return Err(invalid(file, "FPU registers are incomplete"));
     }
+    if !leader {
+        core.thread_core
+            .as_ref()
+            .ok_or_else(|| invalid(file, "no thread core"))?;
+        return Ok(());
+    }
     let tc = core
         .tc
         .as_ref()
         .ok_or_else(|| invalid(file, "no task core"))?;
-    if tc.task_state != task_state::ALIVE {
+    if tc.task_state != task_state::ALIVE && tc.task_state != task_state::STOPPED {
         return Err(invalid(
             file,
-            format!("task state {} is not supported yet", tc.task_state),
+            format!("task state {} is not supported", tc.task_state),
         ));
     }
     if !tc.sigactions.is_empty() && tc.sigactions.len() != SIGACTION_COUNT {

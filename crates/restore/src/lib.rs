@@ -26,6 +26,7 @@ mod finalize;
 pub mod image;
 mod layout;
 mod memory;
+mod plan;
 mod program;
 mod sigframe;
 mod task;

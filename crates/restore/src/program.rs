@@ -53,10 +53,13 @@ impl Arena {
     }
 }
 
-/// The ops being built, each with a description for error reports.
+/// The ops being built, each with a description for error reports. A thread's own ops
+/// are a nested program, laid out after the main list; its clone op is pointed at them
+/// when the program is emitted.
 #[derive(Debug, Default)]
 pub struct Program {
     ops: Vec<(Op, String)>,
+    threads: Vec<Program>,
 }
 
 impl Program {
@@ -123,6 +126,56 @@ impl Program {
         );
     }
 
+    /// Creates a thread (clone3 with the `struct clone_args` at `args`) that runs
+    /// `thread`, a program of its own ending in its own trap and sigreturn.
+    pub fn clone_thread(&mut self, args: u64, thread: Program, desc: impl Into<String>) {
+        let index = self.threads.len() as u64;
+        self.threads.push(thread);
+        let clone_args_size = size_of::<stasis_sys::abi::CloneArgs>() as u64;
+        self.push(
+            Op {
+                kind: abi::OP_CLONE_THREAD,
+                args: [args, clone_args_size, index, 0, 0, 0],
+                ..Op::default()
+            },
+            desc.into(),
+        );
+    }
+
+    /// The main ops followed by every thread's, with clone ops pointing at their threads'
+    /// first op.
+    fn flatten(self) -> Vec<(Op, String)> {
+        let mut starts = Vec::with_capacity(self.threads.len());
+        let mut next = self.ops.len();
+        let threads: Vec<Vec<(Op, String)>> =
+            self.threads.into_iter().map(Program::flatten).collect();
+        for t in &threads {
+            starts.push(next as u64);
+            next += t.len();
+        }
+        let base = 0u64;
+        let mut out: Vec<(Op, String)> = self
+            .ops
+            .into_iter()
+            .map(|(mut op, d)| {
+                if op.kind == abi::OP_CLONE_THREAD {
+                    op.args[2] = base + starts[op.args[2] as usize];
+                }
+                (op, d)
+            })
+            .collect();
+        for (t, start) in threads.into_iter().zip(starts) {
+            // A thread's own clone ops (none today) would be relative to its block.
+            out.extend(t.into_iter().map(|(mut op, d)| {
+                if op.kind == abi::OP_CLONE_THREAD {
+                    op.args[2] += start;
+                }
+                (op, d)
+            }));
+        }
+        out
+    }
+
     /// rt_sigreturn with the frame whose `pretcode` word is at `frame`.
     pub fn sigreturn(&mut self, frame: u64) {
         let mut args = [0; 6];
@@ -141,9 +194,10 @@ impl Program {
     /// Writes descriptions, the header and the ops into `arena`; returns the header
     /// address.
     pub fn emit(self, arena: &mut Arena) -> u64 {
-        let header_addr = arena.reserve((Header::SIZE + self.ops.len() * Op::SIZE) as u64, 64);
-        let mut ops_bytes = Vec::with_capacity(self.ops.len() * Op::SIZE);
-        for (mut op, desc) in self.ops {
+        let ops = self.flatten();
+        let header_addr = arena.reserve((Header::SIZE + ops.len() * Op::SIZE) as u64, 64);
+        let mut ops_bytes = Vec::with_capacity(ops.len() * Op::SIZE);
+        for (mut op, desc) in ops {
             let addr = arena.push(desc.as_bytes(), 1);
             op.desc_offset = (addr - header_addr) as u32;
             op.desc_len = desc.len() as u32;
@@ -191,5 +245,25 @@ mod tests {
         assert_eq!(op.args, [1, 2, 3, 4, 5, 6]);
         let d = (h + u64::from(op.desc_offset) - 0x10000) as usize;
         assert_eq!(&a.bytes()[d..d + op.desc_len as usize], b"mmap something");
+    }
+
+    #[test]
+    fn thread_programs_follow_the_main_list() {
+        let mut t1 = Program::default();
+        t1.syscall(1, [0; 6], "t1 a");
+        t1.trap();
+        let mut t2 = Program::default();
+        t2.syscall(2, [0; 6], "t2 a");
+        let mut p = Program::default();
+        p.syscall(9, [0; 6], "main");
+        p.clone_thread(0x1000, t1, "clone t1");
+        p.clone_thread(0x2000, t2, "clone t2");
+        p.trap();
+        let ops = p.flatten();
+        assert_eq!(ops.len(), 7);
+        assert_eq!(ops[1].0.args[2], 4, "t1 starts after the 4 main ops");
+        assert_eq!(ops[2].0.args[2], 6, "t2 after t1's 2 ops");
+        assert_eq!(ops[4].1, "t1 a");
+        assert_eq!(ops[6].1, "t2 a");
     }
 }

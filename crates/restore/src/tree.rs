@@ -1,20 +1,21 @@
-//! The restore of a whole dump: load, fork, supervise the child, finish, wait.
+//! The restore of a whole dump: load, plan, open the files, fork the root (which forks the
+//! rest), supervise every restore process through its messages, finish, wait.
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use stasis_images::ImageDir;
-use stasis_sys::abi;
 use stasis_sys::process::{self, ExitStatus, Forked};
-use stasis_sys::ptrace::Tracee;
-use stasis_sys::{Pid, signal};
+use stasis_sys::{Pid, fs, signal};
 
-use crate::child::{self, ChildOptions, MSG_ERROR, MSG_LOG, MSG_READY, Ready};
+use crate::child::{self, Context, MSG_CREATED, MSG_ERROR, MSG_LOG, MSG_READY, Ready};
 use crate::error::{RestoreError, Result, SysContext};
+use crate::files::OpenedFiles;
 use crate::finalize;
 use crate::image::{self, Images};
+use crate::plan::{self, Plan};
 
 /// What to restore and how.
 #[derive(Clone, Debug)]
@@ -38,134 +39,263 @@ pub enum RestoreOutcome {
     Exited(Pid, ExitStatus),
 }
 
+/// The pipes between stasis and the restore processes, all kept above the tree's fds.
+struct Pipes {
+    from_children: OwnedFd,
+    to_stasis: OwnedFd,
+    barrier_read: OwnedFd,
+    barrier_write: OwnedFd,
+    go_read: OwnedFd,
+    go_write: OwnedFd,
+}
+
+fn pipes(high: RawFd) -> Result<Pipes> {
+    let pair = || -> Result<(OwnedFd, OwnedFd)> {
+        let (r, w) = std::io::pipe().map_err(|e| RestoreError::Other(format!("pipe: {e}")))?;
+        let up = |fd: OwnedFd| {
+            fs::move_above(fd, high).map_err(|e| RestoreError::Other(format!("pipe: {e}")))
+        };
+        Ok((up(r.into())?, up(w.into())?))
+    };
+    let (from_children, to_stasis) = pair()?;
+    let (barrier_read, barrier_write) = pair()?;
+    let (go_read, go_write) = pair()?;
+    Ok(Pipes {
+        from_children,
+        to_stasis,
+        barrier_read,
+        barrier_write,
+        go_read,
+        go_write,
+    })
+}
+
 /// Restores the dump in `opts.dir`.
 pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let images = image::load(ImageDir::open(&opts.dir, false)?)?;
-    log::info!("loaded images in {} us", t0.elapsed().as_micros());
-    let root = &images.processes[0];
-    let pid = root.pid();
-    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(RestoreError::PidInUse { pid });
+    let plan = plan::build(&images, opts.shell_job)?;
+    log::info!(
+        "loaded images of {} processes and {} zombies in {} us",
+        images.processes.len(),
+        images.zombies.len(),
+        t0.elapsed().as_micros()
+    );
+    let root = images.processes[0].pid();
+    for pid in &plan.all_pids {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(RestoreError::PidInUse { pid: *pid });
+        }
     }
+    // Orphans of a failed restore are reparented to us, so we can reap them.
+    process::set_child_subreaper().ctx(root, || "become a child subreaper".into())?;
+    process::raise_nofile_limit().ctx(root, || "raise RLIMIT_NOFILE".into())?;
+    let high = images
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter().map(|f| f.fd as RawFd))
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    let files = OpenedFiles::open_all(&images, high)?;
+    let pipes = pipes(high)?;
 
-    let (c2p_read, c2p_write) = pipe()?;
-    let (p2c_read, p2c_write) = pipe()?;
-    // The child starts with every signal blocked; the restored mask comes from its frame.
-    let old_mask = signal::block_all().ctx(pid, || "block signals".into())?;
-    let forked = process::fork_with_pid(pid, 0, libc::SIGCHLD);
-    let forked = match forked {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = signal::set_mask(old_mask);
-            return Err(if e.0 == libc::EEXIST {
-                RestoreError::PidInUse { pid }
-            } else {
-                RestoreError::Sys {
-                    pid,
-                    what: "clone3 with the image's pid".into(),
-                    errno: e,
-                }
+    // Restore processes start with every signal blocked; the restored masks come from
+    // their frames.
+    let old_mask = signal::block_all().ctx(root, || "block signals".into())?;
+    let forked = process::fork_with_pid(root, 0, libc::SIGCHLD);
+    if let Ok(Forked::Child(token)) = forked {
+        let ctx = Context {
+            images: &images,
+            plan: &plan,
+            files: &files,
+            high,
+            to_stasis: pipes.to_stasis.as_raw_fd(),
+            barrier: pipes.barrier_read.as_raw_fd(),
+            go: pipes.go_read.as_raw_fd(),
+        };
+        child::run(token, &ctx, root);
+    }
+    let _ = signal::set_mask(old_mask);
+    match forked {
+        Err(e) if e.0 == libc::EEXIST => return Err(RestoreError::PidInUse { pid: root }),
+        Err(errno) => {
+            return Err(RestoreError::Sys {
+                pid: root,
+                what: "clone3 with the image's pid".into(),
+                errno,
             });
         }
-    };
-    let child_pid = match forked {
-        Forked::Child(token) => {
-            drop(c2p_read);
-            drop(p2c_write);
-            child::run(
-                token,
-                &images,
-                root,
-                ChildOptions {
-                    shell_job: opts.shell_job,
-                },
-                c2p_write,
-                p2c_read,
-            )
-        }
-        Forked::Parent(child) => child,
-    };
-    let _ = signal::set_mask(old_mask);
-    drop(c2p_write);
-    drop(p2c_read);
+        Ok(_) => {}
+    }
+    // Our copies of the children's ends: gone, so a dead tree means end of file.
+    let Pipes {
+        from_children,
+        barrier_write,
+        go_write,
+        ..
+    } = pipes;
+    drop(files);
 
-    let result = supervise(&images, child_pid, c2p_read, p2c_write);
+    let result = supervise(&images, from_children, barrier_write, go_write);
     if let Err(e) = result {
         // Never leave a half-restored process behind.
-        let _ = process::kill(child_pid, libc::SIGKILL);
-        let _ = process::wait_exit(child_pid);
+        kill_all(&plan);
         return Err(e);
     }
-    log::info!("process {pid} restored in {} us", t0.elapsed().as_micros());
+    log::info!(
+        "{} processes restored in {} us",
+        plan.processes,
+        t0.elapsed().as_micros()
+    );
     if let Some(path) = &opts.pidfile {
-        std::fs::write(path, pid.to_string())
+        // CRIU writes the bare number.
+        std::fs::write(path, root.to_string())
             .map_err(|e| RestoreError::Other(format!("write pidfile {}: {e}", path.display())))?;
     }
     if opts.detached {
-        return Ok(RestoreOutcome::Detached(pid));
+        return Ok(RestoreOutcome::Detached(root));
     }
-    let status = process::wait_exit(pid).ctx(pid, || "wait for the restored process".into())?;
-    Ok(RestoreOutcome::Exited(pid, status))
+    let status = process::wait_exit(root).ctx(root, || "wait for the restored process".into())?;
+    Ok(RestoreOutcome::Exited(root, status))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = std::io::pipe().map_err(|e| RestoreError::Other(format!("pipe: {e}")))?;
-    Ok((r.into(), w.into()))
-}
-
-/// Reads one message from the child: tag and payload; `None` if it closed the pipe.
-fn read_message(from_child: &mut std::fs::File) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    from_child.read_exact(&mut head).ok()?;
-    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut payload = vec![0u8; len.min(1 << 20)];
-    from_child.read_exact(&mut payload).ok()?;
-    Some((head[0], payload))
-}
-
-fn supervise(images: &Images, pid: Pid, from_child: OwnedFd, to_child: OwnedFd) -> Result<()> {
-    let _ = images;
-    // Attach first: the child waits for our go before it can reach its final trap.
-    let options = abi::PTRACE_O_EXITKILL | abi::PTRACE_O_TRACESYSGOOD;
-    let tracee = Tracee::seize(pid, options).ctx(pid, || "attach to the restore child".into())?;
-    let mut from_child = std::fs::File::from(from_child);
-    let mut to_child = std::fs::File::from(to_child);
-    let mut message = read_message(&mut from_child);
-    while let Some((MSG_LOG, text)) = &message {
-        log::debug!("process {pid}: {}", String::from_utf8_lossy(text));
-        message = read_message(&mut from_child);
+/// Kills every process the restore may have created and reaps what comes back to us.
+fn kill_all(plan: &Plan) {
+    for pid in &plan.all_pids {
+        let _ = process::kill(*pid, libc::SIGKILL);
     }
-    let ready = match message {
-        Some((MSG_READY, p)) if p.len() == 24 => {
-            let w = |i: usize| u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-            Ready {
-                header: w(0),
-                bootstrap: w(1),
-                syscall_insn: w(2),
-            }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match process::wait_any() {
+            Ok(Some(_)) => continue,
+            _ => break,
         }
-        // The child's errors already name the process.
-        Some((MSG_ERROR, p)) => {
-            return Err(RestoreError::Other(
-                String::from_utf8_lossy(&p).into_owned(),
-            ));
-        }
-        _ => {
-            return Err(RestoreError::Child {
-                pid,
-                message: "the restore child died while preparing".into(),
+    }
+}
+
+/// A message from a restore process.
+struct Message {
+    tag: u8,
+    pid: Pid,
+    payload: Vec<u8>,
+}
+
+/// Reads one message; `None` at end of file (every restore process is gone).
+fn read_message(fd: RawFd) -> Option<Message> {
+    let mut head = [0u8; 9];
+    if !fs::read_exact_fd(fd, &mut head) {
+        return None;
+    }
+    let pid = i32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+    let len = u32::from_le_bytes([head[5], head[6], head[7], head[8]]) as usize;
+    let mut payload = vec![0u8; len.min(child::MAX_MESSAGE)];
+    if !fs::read_exact_fd(fd, &mut payload) {
+        return None;
+    }
+    Some(Message {
+        tag: head[0],
+        pid,
+        payload,
+    })
+}
+
+/// Whether a process we wait on has died (it is gone or a zombie).
+fn died(pid: Pid) -> bool {
+    stasis_sys::proc::read_stat(pid).map_or(true, |s| matches!(s.state, b'Z' | b'X'))
+}
+
+/// Waits for the next message, watching that the processes still expected to report are
+/// alive: one that crashed without a word must not hang the restore.
+fn next_message(fd: &OwnedFd, waiting_on: &[Pid]) -> Result<Message> {
+    loop {
+        let ready = process::wait_readable(fd.as_fd(), Duration::from_millis(200))
+            .map_err(|e| RestoreError::Other(format!("wait for restore processes: {e}")))?;
+        if ready {
+            return read_message(fd.as_raw_fd()).ok_or_else(|| {
+                RestoreError::Other("every restore process died before finishing".into())
             });
         }
-    };
-    to_child
-        .write_all(b"g")
-        .map_err(|e| RestoreError::Other(format!("process {pid}: {e}")))?;
-    drop(to_child);
-    let in_syscall = finalize::finish(&tracee, &ready)?;
-    tracee.detach(0).ctx(pid, || "detach".into())?;
-    if in_syscall {
-        finalize::wait_asleep(pid);
+        if let Some(pid) = waiting_on.iter().find(|p| died(**p)) {
+            return Err(RestoreError::Child {
+                pid: *pid,
+                message: "died while being restored".into(),
+            });
+        }
     }
-    Ok(())
+}
+
+fn supervise(images: &Images, from_children: OwnedFd, barrier: OwnedFd, go: OwnedFd) -> Result<()> {
+    let alive: Vec<Pid> = images.processes.iter().map(|p| p.pid()).collect();
+    let members: Vec<Pid> = alive
+        .iter()
+        .copied()
+        .chain(images.zombies.iter().map(|z| z.pid()))
+        .collect();
+    let mut created: HashSet<Pid> = HashSet::new();
+    let mut ready: HashMap<Pid, Ready> = HashMap::new();
+    let mut attached = finalize::Attached::default();
+    // Phase 1: every process and zombie exists; phase 2: every live one is prepared.
+    while ready.len() < alive.len() {
+        let waiting: Vec<Pid> = if created.len() < members.len() {
+            // Before the barrier only the ones we have heard from are known to exist.
+            created.iter().copied().collect()
+        } else {
+            alive
+                .iter()
+                .copied()
+                .filter(|p| !ready.contains_key(p))
+                .collect()
+        };
+        let m = next_message(&from_children, &waiting)?;
+        match m.tag {
+            MSG_LOG => log::debug!("process {}: {}", m.pid, String::from_utf8_lossy(&m.payload)),
+            MSG_ERROR => {
+                return Err(RestoreError::Other(
+                    String::from_utf8_lossy(&m.payload).into_owned(),
+                ));
+            }
+            MSG_CREATED => {
+                created.insert(m.pid);
+                if created.len() == members.len() {
+                    log::debug!("all {} processes exist", members.len());
+                    release(&barrier, members.len())?;
+                }
+            }
+            MSG_READY if m.payload.len() == 24 => {
+                let w = |i: usize| {
+                    u64::from_le_bytes(m.payload[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+                };
+                let r = Ready {
+                    header: w(0),
+                    bootstrap: w(1),
+                    syscall_insn: w(2),
+                };
+                attached.attach(m.pid, r)?;
+                ready.insert(m.pid, r);
+            }
+            other => {
+                return Err(RestoreError::Other(format!(
+                    "process {}: unexpected message {other:#x}",
+                    m.pid
+                )));
+            }
+        }
+    }
+    drop(barrier);
+    // Every process is attached: let them all jump.
+    release(&go, alive.len())?;
+    drop(go);
+    attached.finish(images)
+}
+
+/// Writes one byte per waiting process.
+fn release(pipe: &OwnedFd, count: usize) -> Result<()> {
+    let bytes = vec![b'g'; count];
+    if fs::write_all_fd(pipe.as_raw_fd(), &bytes) {
+        Ok(())
+    } else {
+        Err(RestoreError::Other("the restore processes are gone".into()))
+    }
 }

@@ -24,6 +24,12 @@ pub const OP_TRAP: u32 = 2;
 /// the task's registers, FPU state, signal mask and altstack from the frame there.
 pub const OP_SIGRETURN: u32 = 3;
 
+/// Op kind: create a thread with `clone3`: `args[0]` is the address of its
+/// `struct clone_args` (with `set_tid` and a stack of its own), `args[1]` that struct's
+/// size, `args[2]` the index of the first op the new thread runs (its own list, which ends
+/// in its own trap and `rt_sigreturn`). The creating thread goes on with the next op.
+pub const OP_CLONE_THREAD: u32 = 4;
+
 /// Check: the result must not be an error (-4095..-1). The default.
 pub const CHECK_NO_ERROR: u32 = 0;
 /// Check: the result must equal [`Op::expect`] (e.g. the address of a fixed mapping).

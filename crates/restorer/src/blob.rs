@@ -74,6 +74,48 @@ fn fail(header: *mut Header, index: u64, result: u64) -> ! {
 }
 
 extern "C" fn run(header: *mut Header) -> ! {
+    run_from(header, 0)
+}
+
+/// Where a thread created by OP_CLONE_THREAD starts: on its own stack, with the header
+/// and its first op index in rdi and rsi.
+extern "C" fn thread_entry(header: *mut Header, start: u64) -> ! {
+    run_from(header, start)
+}
+
+/// clone3 for a thread. The child comes back from the syscall on the stack named in its
+/// clone_args with every other register as the parent had it, so it finds the header and
+/// its start index in r12/r13 and calls `thread_entry` at once; nothing of the parent's
+/// stack frame is used. Returns the new thread's id (or an error) in the parent.
+fn clone_thread(args: u64, size: u64, header: *mut Header, start: u64) -> u64 {
+    let ret: u64;
+    // SAFETY: the planner's clone_args give the thread a stack of its own in our region;
+    // the child path never returns into this function.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "mov rsi, r13",
+            "and rsp, -16",
+            "call {entry}",
+            "ud2",
+            "2:",
+            entry = sym thread_entry,
+            inlateout("rax") 435u64 => ret,
+            in("rdi") args,
+            in("rsi") size,
+            in("r12") header,
+            in("r13") start,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+fn run_from(header: *mut Header, start: u64) -> ! {
     // SAFETY: the planner placed a valid header and `op_count` ops in our region.
     let (count, ops) = unsafe {
         if (*header).magic != abi::HEADER_MAGIC {
@@ -82,7 +124,7 @@ extern "C" fn run(header: *mut Header) -> ! {
         let ops = (header as *const u8).add((*header).ops_offset as usize) as *const Op;
         ((*header).op_count, ops)
     };
-    let mut i = 0;
+    let mut i = start;
     while i < count {
         // SAFETY: i < op_count, within the array the planner wrote.
         let op = unsafe { *ops.add(i as usize) };
@@ -95,6 +137,12 @@ extern "C" fn run(header: *mut Header) -> ! {
                     _ => !is_error(ret),
                 };
                 if !ok {
+                    fail(header, i, ret);
+                }
+            }
+            abi::OP_CLONE_THREAD => {
+                let ret = clone_thread(op.args[0], op.args[1], header, op.args[2]);
+                if is_error(ret) {
                     fail(header, i, ret);
                 }
             }

@@ -223,3 +223,45 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd, std::path::PathBuf)> {
         .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
     Ok((master, slave, path))
 }
+
+/// Writes all of `data` to an fd we do not own as a Rust object (an inherited pipe).
+/// Returns whether everything was written.
+pub fn write_all_fd(fd: RawFd, data: &[u8]) -> bool {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: writes from a slice we borrow to an fd number; no memory of ours changes.
+        let r = unsafe { libc::write(fd, data[done..].as_ptr().cast(), data.len() - done) };
+        if r > 0 {
+            done += r as usize;
+        } else if r == -1 && Errno::last().0 == libc::EINTR {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads exactly `buf.len()` bytes from an fd we do not own as a Rust object. Returns
+/// whether it did (end of file or an error is `false`).
+pub fn read_exact_fd(fd: RawFd, buf: &mut [u8]) -> bool {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: reads into a slice we borrow mutably.
+        let r = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if r > 0 {
+            done += r as usize;
+        } else if r == -1 && Errno::last().0 == libc::EINTR {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Closes an inherited fd number in a restore child.
+pub fn close_fd(_child: &crate::process::RestoreChild, fd: RawFd) -> Result<()> {
+    // SAFETY: the RestoreChild token proves no code owning this number runs again.
+    Errno::result(unsafe { libc::close(fd) }.into()).map(drop)
+}

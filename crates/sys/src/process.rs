@@ -336,3 +336,42 @@ pub fn wait_closed(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration
         }
     }
 }
+
+/// Waits until child `pid` has exited, leaving it a zombie (`WNOWAIT`).
+pub fn wait_exited_nowait(pid: Pid) -> Result<()> {
+    loop {
+        // SAFETY: an all-zero siginfo is a valid value for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only into `info`.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        match Errno::result(r.into()) {
+            Ok(_) => return Ok(()),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Waits for any child to terminate and reaps it; `None` when there are no children.
+pub fn wait_any() -> Result<Option<Pid>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to our status integer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if r > 0 {
+            return Ok(Some(r));
+        }
+        match Errno::last() {
+            Errno(libc::EINTR) => continue,
+            Errno(libc::ECHILD) => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}

@@ -527,3 +527,19 @@ pub fn find_syscall_in_vdso(pid: Pid) -> Result<Option<u64>> {
         .position(|w| w == [0x0f, 0x05])
         .map(|off| vdso.start + off as u64))
 }
+
+/// Waits for a state change of any child or tracee: its tid and what happened.
+pub fn wait_any() -> Result<(Pid, Stop)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes only to the status integer we own.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if r > 0 {
+            return Ok((r, decode_status(status)));
+        }
+        let e = Errno::last();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}

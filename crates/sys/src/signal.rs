@@ -44,3 +44,31 @@ pub fn set_handler(sig: i32, handler: extern "C" fn(libc::c_int)) -> Result<()> 
     let r = unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) };
     Errno::result(r.into()).map(drop)
 }
+
+/// Takes every pending instance of `sig` off the calling thread's and process's queues
+/// (the signal must be blocked), without running a handler.
+pub fn drain_pending(sig: i32) -> Result<()> {
+    let set = 1u64 << (sig - 1);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: rt_sigtimedwait reads our set and timeout; no siginfo is requested.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &raw const set,
+                std::ptr::null_mut::<libc::siginfo_t>(),
+                &raw const zero,
+                8,
+            )
+        };
+        match Errno::result(r) {
+            Ok(_) => continue,
+            Err(Errno(libc::EAGAIN)) => return Ok(()),
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

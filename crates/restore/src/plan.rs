@@ -1,0 +1,143 @@
+//! The restore plan: who forks whom, and how each process gets its session and process
+//! group.
+//!
+//! A session can only be created (`setsid`) or inherited, and a process group joined only
+//! while a member of it exists in the same session, so the order is fixed: every process
+//! is forked by its parent (keeping the parent/child links), creates its session or group
+//! right after the fork if it leads one, and only when the whole tree exists (a barrier
+//! run by stasis) joins a group led by someone else.
+
+use std::collections::HashMap;
+
+use stasis_sys::Pid;
+
+use crate::error::{RestoreError, Result};
+use crate::image::Images;
+
+/// What one process does about its session and group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionPlan {
+    /// `setsid()` right after the fork.
+    pub setsid: bool,
+    /// `setpgid(0, 0)` right after the fork (it leads its group, not its session).
+    pub lead_group: bool,
+    /// `setpgid(0, pgid)` once every process exists.
+    pub join_group: Option<Pid>,
+}
+
+/// A child to fork.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Child {
+    /// Its pid.
+    pub pid: Pid,
+    /// Whether it is a zombie.
+    pub zombie: bool,
+}
+
+/// The plan for the whole tree.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Session and group actions by pid.
+    pub sessions: HashMap<Pid, SessionPlan>,
+    /// Children of each process, in image order.
+    pub children: HashMap<Pid, Vec<Child>>,
+    /// Every pid the restore creates (processes, zombies, threads).
+    pub all_pids: Vec<Pid>,
+    /// Processes (alive and zombie), the ones that report "created".
+    pub processes: usize,
+}
+
+/// Builds the plan; sessions and groups that cannot be rebuilt are an error.
+pub fn build(images: &Images, shell_job: bool) -> Result<Plan> {
+    let mut plan = Plan::default();
+    // (pid, ppid, pgid, sid) of every member, alive or zombie.
+    let mut members: Vec<(Pid, Pid, Pid, Pid, bool)> = Vec::new();
+    for p in &images.processes {
+        let e = &p.pstree;
+        members.push((
+            e.pid as Pid,
+            e.ppid as Pid,
+            e.pgid as Pid,
+            e.sid as Pid,
+            false,
+        ));
+        plan.all_pids.extend(e.threads.iter().map(|t| *t as Pid));
+    }
+    for z in &images.zombies {
+        let e = &z.pstree;
+        members.push((
+            e.pid as Pid,
+            e.ppid as Pid,
+            e.pgid as Pid,
+            e.sid as Pid,
+            true,
+        ));
+        plan.all_pids.push(e.pid as Pid);
+    }
+    plan.processes = members.len();
+    let find = |pid: Pid| members.iter().find(|m| m.0 == pid).copied();
+    let (root, _, root_pgid, root_sid, _) = members[0];
+    if root_sid != root && !shell_job {
+        return Err(RestoreError::Other(format!(
+            "process {root} was not a session leader (session {root_sid}); restore it with \
+             --shell-job"
+        )));
+    }
+    for &(pid, ppid, pgid, sid, zombie) in &members {
+        if pid != root {
+            plan.children
+                .entry(ppid)
+                .or_default()
+                .push(Child { pid, zombie });
+        }
+        let mut s = SessionPlan::default();
+        // The root of a shell job joins our session and, unless it led one, our group.
+        let external = |id: Pid, root_id: Pid| shell_job && id == root_id && root_id != root;
+        if sid == pid {
+            if pgid != pid {
+                return Err(RestoreError::Other(format!(
+                    "process {pid} leads session {sid} but is in group {pgid}"
+                )));
+            }
+            s.setsid = true;
+        } else {
+            // The session is inherited from the parent: it must be the parent's.
+            let parent_sid = if pid == root {
+                sid
+            } else {
+                find(ppid).map_or(0, |p| p.3)
+            };
+            let inherited_ok = parent_sid == sid || external(sid, root_sid);
+            if !inherited_ok {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    resource: format!("session {sid}"),
+                    reason: format!(
+                        "its parent {ppid} is in session {parent_sid}; a session that is not \
+                         inherited needs a helper process, which is not supported yet"
+                    ),
+                });
+            }
+            if pgid == pid {
+                s.lead_group = true;
+            } else if pid != root {
+                let parent_pgid = find(ppid).map_or(0, |p| p.2);
+                if pgid != parent_pgid && !external(pgid, root_pgid) {
+                    // A zombie leader still holds its group until it is reaped.
+                    if !members.iter().any(|m| m.0 == pgid) {
+                        return Err(RestoreError::Unsupported {
+                            pid,
+                            resource: format!("process group {pgid}"),
+                            reason: "its leader is not in the tree; a helper process for it is \
+                                     not supported yet"
+                                .into(),
+                        });
+                    }
+                    s.join_group = Some(pgid);
+                }
+            }
+        }
+        plan.sessions.insert(pid, s);
+    }
+    Ok(plan)
+}
