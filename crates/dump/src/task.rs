@@ -7,7 +7,7 @@
 
 use stasis_images::consts::{SIGACTION_COUNT, task_state};
 use stasis_images::pb;
-use stasis_sys::abi::{self, Itimerval, KernelSigaction, StackT, UserRegs};
+use stasis_sys::abi::{self, Itimerspec, Itimerval, KernelSigaction, StackT, UserRegs};
 use stasis_sys::ptrace::{self, Injector};
 use stasis_sys::{Pid, cpu, proc};
 
@@ -31,6 +31,10 @@ pub struct ProcessInside {
     pub child_subreaper: bool,
     /// ARCH_GET_XCOMP_PERM.
     pub xcomp_perm: u64,
+    /// membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS), as REGISTER_* bits.
+    pub membarrier: u32,
+    /// POSIX timers with their remaining time and interval, and overrun count.
+    pub posix_timers: Vec<(proc::PosixTimer, Itimerspec, u32)>,
 }
 
 /// What injected system calls told us about one thread.
@@ -44,6 +48,8 @@ pub struct ThreadInside {
     pub pdeath_sig: i32,
     /// PR_GET_SECUREBITS.
     pub securebits: u32,
+    /// PR_GET_TIMERSLACK (per thread; /proc shows only the leader's).
+    pub timerslack_ns: u64,
 }
 
 /// Asks the stopped thread (and, for the leader, its process) what only it can know.
@@ -80,11 +86,18 @@ pub fn look_inside(
             [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
         )
         .ctx(pid, || what("prctl(PR_GET_SECUREBITS)"))? as u32;
+    let timerslack_ns = inj
+        .syscall(
+            abi::nr::PRCTL,
+            [libc::PR_GET_TIMERSLACK as u64, 0, 0, 0, 0, 0],
+        )
+        .ctx(pid, || what("prctl(PR_GET_TIMERSLACK)"))?;
     let thread = ThreadInside {
         altstack,
         tid_address,
         pdeath_sig,
         securebits,
+        timerslack_ns,
     };
 
     let process = if leader {
@@ -121,7 +134,27 @@ pub fn look_inside(
                 1,
             )
             .ctx(pid, || what("arch_prctl(ARCH_GET_XCOMP_PERM)"))?;
+        const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+        let membarrier =
+            inj.syscall(
+                abi::nr::MEMBARRIER,
+                [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0],
+            )
+            .ctx(pid, || what("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)"))? as u32;
+        let mut posix_timers = Vec::new();
+        for t in proc::read_timers(pid).pctx(pid)? {
+            let id = t.id as u64;
+            let (_, spec) = inj
+                .syscall_out::<Itimerspec>(abi::nr::TIMER_GETTIME, [id, 0, 0, 0, 0, 0], 1)
+                .ctx(pid, || what(&format!("timer_gettime({id})")))?;
+            let overrun =
+                inj.syscall(abi::nr::TIMER_GETOVERRUN, [id, 0, 0, 0, 0, 0])
+                    .ctx(pid, || what(&format!("timer_getoverrun({id})")))? as u32;
+            posix_timers.push((t, spec, overrun));
+        }
         Some(ProcessInside {
+            posix_timers,
+            membarrier,
             sigactions,
             itimers,
             brk,
@@ -303,6 +336,7 @@ pub fn core_entry(
     t: &FrozenThread,
     process: Option<&ProcessInside>,
     thread: &ThreadInside,
+    seccomp: &mut SeccompTable,
 ) -> Result<pb::CoreEntry> {
     let pid = t.pid;
     let tid = t.tracee.tid();
@@ -317,13 +351,23 @@ pub fn core_entry(
         proc::path(pid, &format!("{task_dir}/status")),
     )
     .pctx(pid)?;
-    if status.seccomp != 0 {
-        return Err(DumpError::Unsupported {
-            pid,
-            resource: format!("thread {tid} seccomp (mode {})", status.seccomp),
-            reason: "seccomp filters are not supported yet".into(),
-        });
-    }
+    let seccomp_filter = match status.seccomp {
+        0 | 1 => None,
+        2 => {
+            let chain = t
+                .tracee
+                .seccomp_filters()
+                .ctx(pid, || format!("read seccomp filters of {tid}"))?;
+            seccomp.add_chain(chain)
+        }
+        mode => {
+            return Err(DumpError::Unsupported {
+                pid,
+                resource: format!("thread {tid} seccomp mode {mode}"),
+                reason: "unknown seccomp mode".into(),
+            });
+        }
+    };
     let xsave = t
         .tracee
         .xstate()
@@ -373,7 +417,8 @@ pub fn core_entry(
         pdeath_sig: Some(thread.pdeath_sig as u32),
         signals_p: signal_queue(pending),
         creds: Some(creds),
-        seccomp_mode: Some(pb::SeccompMode::Disabled as i32),
+        seccomp_mode: Some(status.seccomp as i32),
+        seccomp_filter,
         comm: Some(stat.comm.clone()),
         rseq_entry: (rseq.rseq_abi_pointer != 0).then_some(pb::RseqEntry {
             rseq_abi_pointer: rseq.rseq_abi_pointer,
@@ -381,7 +426,7 @@ pub fn core_entry(
             signature: rseq.signature,
             rseq_cs_pointer: None,
         }),
-        stasis_timerslack_ns: read_proc_number::<u64>(pid, "timerslack_ns").ok(),
+        stasis_timerslack_ns: Some(thread.timerslack_ns),
         ..Default::default()
     };
 
@@ -410,7 +455,7 @@ pub fn core_entry(
                     real: Some(itimer(&p.itimers[0])),
                     virt: Some(itimer(&p.itimers[1])),
                     prof: Some(itimer(&p.itimers[2])),
-                    posix: Vec::new(),
+                    posix: p.posix_timers.iter().map(posix_timer).collect(),
                 }),
                 rlimits: Some(pb::TaskRlimitsEntry {
                     rlimits: limits
@@ -426,6 +471,7 @@ pub fn core_entry(
                 oom_score_adj: Some(read_proc_number::<i32>(pid, "oom_score_adj")?),
                 sigactions: sigaction_entries(&p.sigactions),
                 child_subreaper: Some(p.child_subreaper),
+                membarrier_registration_mask: (p.membarrier != 0).then_some(p.membarrier),
                 stasis_xcomp_perm: Some(p.xcomp_perm),
                 ..Default::default()
             })
@@ -447,15 +493,50 @@ pub fn core_entry(
     })
 }
 
-/// Checks for timers we cannot save yet (POSIX timers).
-pub fn check_posix_timers(pid: Pid) -> Result<()> {
-    let text = proc::read_text(proc::path(pid, "timers")).pctx(pid)?;
-    if let Some(line) = text.lines().find(|l| l.starts_with("ID:")) {
-        return Err(DumpError::Unsupported {
-            pid,
-            resource: format!("POSIX timer ({})", line.trim()),
-            reason: "POSIX timers are not supported yet".into(),
-        });
+/// Every seccomp filter of the dump (`seccomp.img`): a flat list in which each filter
+/// points at the one installed before it, so threads that share filters share entries.
+#[derive(Debug, Default)]
+pub struct SeccompTable {
+    /// The filters.
+    pub filters: Vec<pb::SeccompFilter>,
+}
+
+impl SeccompTable {
+    /// Adds a thread's chain (newest first, as ptrace returns it); returns the index of
+    /// its newest filter.
+    pub fn add_chain(&mut self, chain: Vec<(Vec<u8>, u64)>) -> Option<u32> {
+        let mut prev: Option<u32> = None;
+        for (filter, flags) in chain.into_iter().rev() {
+            let entry = pb::SeccompFilter {
+                filter,
+                prev,
+                flags: (flags != 0).then_some(flags as u32),
+            };
+            let index = match self.filters.iter().position(|f| *f == entry) {
+                Some(i) => i,
+                None => {
+                    self.filters.push(entry);
+                    self.filters.len() - 1
+                }
+            };
+            prev = Some(index as u32);
+        }
+        prev
     }
-    Ok(())
+}
+
+fn posix_timer((t, spec, overrun): &(proc::PosixTimer, Itimerspec, u32)) -> pb::PosixTimerEntry {
+    pb::PosixTimerEntry {
+        it_id: t.id as u32,
+        clock_id: t.clock as u32,
+        si_signo: t.signo as u32,
+        it_sigev_notify: t.notify as u32,
+        sival_ptr: t.sival,
+        overrun: *overrun,
+        isec: spec.interval_sec as u64,
+        insec: spec.interval_nsec as u64,
+        vsec: spec.value_sec as u64,
+        vnsec: spec.value_nsec as u64,
+        notify_thread_id: (t.notify & proc::SIGEV_THREAD_ID != 0).then_some(t.target),
+    }
 }

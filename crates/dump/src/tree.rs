@@ -259,6 +259,7 @@ fn collect_and_write(
     check_sessions(opts, root_stat, members)?;
 
     let mut files = FileTable::default();
+    let mut seccomp = task::SeccompTable::default();
     let mut objects = ObjectIds::default();
     let mut pstree = Vec::new();
     let mut root_ids = None;
@@ -287,20 +288,25 @@ fn collect_and_write(
         if m.pid == opts.pid {
             root_ids = Some(ids.clone());
         }
-        dump_process(
-            dir,
-            opts,
-            m,
-            frozen,
-            &mut files,
-            ids,
-            &mut next_pages_id,
-            stats,
-        )?;
+        let collect = Collect {
+            files: &mut files,
+            seccomp: &mut seccomp,
+            next_pages_id: &mut next_pages_id,
+        };
+        dump_process(dir, opts, m, frozen, collect, ids, stats)?;
     }
     log::debug!("tree collected and written in {} us", elapsed_us(t_collect));
 
     dir.write_all(ImageKind::Files, 0, &files.entries)?;
+    if !seccomp.filters.is_empty() {
+        dir.write_all(
+            ImageKind::Seccomp,
+            0,
+            [&pb::SeccompEntry {
+                seccomp_filters: seccomp.filters,
+            }],
+        )?;
+    }
     dir.write_all(ImageKind::Pstree, 0, &pstree)?;
     let stats_entry = pb::StatsEntry {
         dump: Some(pb::DumpStatsEntry {
@@ -378,28 +384,37 @@ fn dump_zombie(dir: &ImageDir, m: &Member) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the processes of a dump add to as they are collected.
+struct Collect<'a> {
+    files: &'a mut FileTable,
+    seccomp: &'a mut task::SeccompTable,
+    next_pages_id: &'a mut u32,
+}
+
 fn dump_process(
     dir: &ImageDir,
     opts: &DumpOptions,
     m: &Member,
     frozen: &Frozen,
-    files: &mut FileTable,
+    collect: Collect<'_>,
     ids: pb::TaskKobjIdsEntry,
-    next_pages_id: &mut u32,
     stats: &mut DumpStats,
 ) -> Result<()> {
+    let Collect {
+        files,
+        seccomp,
+        next_pages_id,
+    } = collect;
     let pid = m.pid;
     let stat = &m.stat;
     let t_collect = Instant::now();
-    task::check_posix_timers(pid)?;
     let mut threads = frozen.threads_of(pid);
     let leader = threads
         .next()
         .ok_or_else(|| DumpError::Invalid(format!("process {pid}: no thread was frozen")))?;
     let (inside, thread_inside) = task::look_inside(leader, true)?;
     let inside = inside.unwrap_or_default();
-    let mut core = task::core_entry(leader, Some(&inside), &thread_inside)?;
+    let mut core = task::core_entry(leader, Some(&inside), &thread_inside, seccomp)?;
     if let (Some(tc), Some(sig)) = (core.tc.as_mut(), leader.group_stop) {
         tc.task_state = task_state::STOPPED;
         tc.stop_signo = Some(sig as u32);
@@ -407,7 +422,7 @@ fn dump_process(
     dir.write_all(ImageKind::Core, pid as u64, [&core])?;
     for t in threads {
         let (_, thread_inside) = task::look_inside(t, false)?;
-        let core = task::core_entry(t, None, &thread_inside)?;
+        let core = task::core_entry(t, None, &thread_inside, seccomp)?;
         dir.write_all(ImageKind::Core, t.tracee.tid() as u64, [&core])?;
     }
 

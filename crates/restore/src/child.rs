@@ -34,6 +34,7 @@ pub(crate) const MSG_ERROR: u8 = b'E';
 pub(crate) const MSG_READY: u8 = b'R';
 pub(crate) const MSG_LOG: u8 = b'L';
 pub(crate) const MSG_CREATED: u8 = b'C';
+pub(crate) const MSG_WARN: u8 = b'W';
 
 /// Longest message; writes of at most PIPE_BUF bytes to a pipe are atomic, so messages
 /// of many processes sharing one pipe never interleave.
@@ -203,6 +204,7 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
     // Zombie children exit after the barrier; their SIGCHLD must not look like one of
     // the image's pending signals.
     settle_zombie_children(ctx, pid)?;
+    proc_settings(ctx, p);
 
     // The fd table: our own fds are above every target number, so the targets can be
     // put in place directly; everything else inherited is then closed.
@@ -291,7 +293,7 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
     // frame. They start with root's credentials and set their own, as the leader does.
     for (tid, tcore) in &p.threads {
         let mut tp = Program::default();
-        task::emit_thread_state(&mut tp, &mut arena, pid, *tid, tcore)?;
+        task::emit_thread_state(&mut tp, &mut arena, pid, *tid, tcore, &images.seccomp)?;
         let frame = thread_frame(&mut arena, tcore, 0, features);
         tp.trap();
         tp.sigreturn(frame);
@@ -308,7 +310,8 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
         let args_addr = arena.push(&args, 8);
         prog.clone_thread(args_addr, tp, format!("create thread {tid}"));
     }
-    task::emit_thread_state(&mut prog, &mut arena, pid, pid, &p.core)?;
+    task::emit_posix_timers(&mut prog, &mut arena, p);
+    task::emit_thread_state(&mut prog, &mut arena, pid, pid, &p.core, &images.seccomp)?;
     let frame = thread_frame(&mut arena, &p.core, p.tc().blk_sigset, features);
     prog.trap();
     prog.sigreturn(frame);
@@ -420,6 +423,29 @@ fn thread_frame(
             features,
         },
     )
+}
+
+/// Values set through /proc: oom_score_adj and loginuid. Lowering oom_score_adj needs
+/// CAP_SYS_RESOURCE, which stasis may lack: that is a warning, not a failed restore.
+fn proc_settings(ctx: &Context<'_>, p: &ProcessImage) {
+    let pid = p.pid();
+    let tc = p.tc();
+    let warn = |what: String| send(ctx, pid, MSG_WARN, what.as_bytes());
+    if let Some(adj) = tc.oom_score_adj
+        && let Err(e) = std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+    {
+        warn(format!(
+            "process {pid}: cannot set oom_score_adj to {adj}: {e}"
+        ));
+    }
+    if let Some(uid) = tc.loginuid {
+        let current = std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
+        if current.trim() != uid.to_string()
+            && let Err(e) = std::fs::write("/proc/self/loginuid", uid.to_string())
+        {
+            warn(format!("process {pid}: cannot set loginuid to {uid}: {e}"));
+        }
+    }
 }
 
 /// Waits until every zombie child has exited (without reaping it) and drops the SIGCHLD

@@ -108,8 +108,12 @@ impl Attached {
     /// Attaches to a prepared process. New threads are attached as the blob creates them
     /// (PTRACE_O_TRACECLONE); if stasis dies, every traced task dies (EXITKILL).
     pub fn attach(&mut self, pid: Pid, ready: Ready) -> Result<()> {
-        let options =
-            abi::PTRACE_O_EXITKILL | abi::PTRACE_O_TRACESYSGOOD | abi::PTRACE_O_TRACECLONE;
+        // SUSPEND_SECCOMP: the restorer installs seccomp filters before its last ops, and
+        // our final injected munmap must not be judged by them either.
+        let options = abi::PTRACE_O_EXITKILL
+            | abi::PTRACE_O_TRACESYSGOOD
+            | abi::PTRACE_O_TRACECLONE
+            | abi::PTRACE_O_SUSPEND_SECCOMP;
         let tracee =
             Tracee::seize(pid, options).ctx(pid, || "attach to the restore process".into())?;
         self.processes.push((pid, ready));

@@ -95,6 +95,8 @@ pub struct Images {
     pub files: HashMap<u32, pb::FileEntry>,
     /// Shared anonymous memory contents by shmid.
     pub shmem: HashMap<u64, ShmemImage>,
+    /// Every seccomp filter (`seccomp.img`); threads point into the list.
+    pub seccomp: Vec<pb::SeccompFilter>,
 }
 
 impl Images {
@@ -169,12 +171,20 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             ));
         }
     }
+    let seccomp = match dir.open_optional(ImageKind::Seccomp, 0)? {
+        Some(mut r) => r
+            .next::<pb::SeccompEntry>()?
+            .map(|e| e.seccomp_filters)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(Images {
         dir,
         processes,
         zombies,
         files,
         shmem,
+        seccomp,
     })
 }
 

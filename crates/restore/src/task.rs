@@ -9,7 +9,7 @@ use stasis_images::pb;
 use stasis_sys::abi::{self, nr};
 use stasis_sys::{Pid, proc};
 
-use crate::error::{RestoreError, Result};
+use crate::error::Result;
 use crate::image::ProcessImage;
 use crate::program::{Arena, Program};
 
@@ -106,13 +106,6 @@ pub fn emit_process_state(prog: &mut Program, arena: &mut Arena, p: &ProcessImag
         );
     }
     if let Some(t) = &tc.timers {
-        if !t.posix.is_empty() {
-            return Err(RestoreError::Unsupported {
-                pid,
-                resource: "POSIX timers".into(),
-                reason: "restoring POSIX timers is not supported yet".into(),
-            });
-        }
         for (which, it) in [(0u64, &t.real), (1, &t.virt), (2, &t.prof)] {
             let Some(it) = it else { continue };
             if it.vsec == 0 && it.vusec == 0 {
@@ -164,6 +157,18 @@ pub fn emit_process_state(prog: &mut Program, arena: &mut Arena, p: &ProcessImag
         [u64::from(tc.personality), 0, 0, 0, 0, 0],
         "personality",
     );
+    // membarrier registrations: each set bit is the REGISTER_* command that made it.
+    let registrations = tc.membarrier_registration_mask.unwrap_or(0);
+    for bit in 0..32u32 {
+        if registrations & (1 << bit) != 0 {
+            let cmd = 1u64 << bit;
+            prog.syscall(
+                nr::MEMBARRIER,
+                [cmd, 0, 0, 0, 0, 0],
+                format!("membarrier({cmd:#x})"),
+            );
+        }
+    }
     if let Some(perm) = tc.stasis_xcomp_perm {
         let tile = 1u64 << stasis_sys::cpu::XFEATURE_XTILEDATA;
         if perm & tile != 0 {
@@ -219,6 +224,7 @@ pub fn emit_thread_state(
     pid: Pid,
     tid: Pid,
     core: &pb::CoreEntry,
+    filters: &[pb::SeccompFilter],
 ) -> Result<()> {
     let ti = core.thread_info.as_ref().expect("validated at load");
     let tcore = core.thread_core.as_ref().expect("validated at load");
@@ -248,6 +254,18 @@ pub fn emit_thread_state(
             "rseq registration",
         );
     }
+    if let Some(name) = &tcore.comm {
+        // PR_SET_NAME names the calling thread.
+        let mut bytes = name.as_bytes()[..name.len().min(15)].to_vec();
+        bytes.push(0);
+        let addr = arena.push(&bytes, 1);
+        prog.syscall(
+            nr::PRCTL,
+            [libc::PR_SET_NAME as u64, addr, 0, 0, 0, 0],
+            "prctl(PR_SET_NAME)",
+        );
+    }
+    emit_sched(prog, arena, tcore);
     if let Some(slack) = tcore.stasis_timerslack_ns {
         prog.syscall(
             nr::PRCTL,
@@ -286,10 +304,85 @@ pub fn emit_thread_state(
         [abi::ARCH_SET_GS, gp.gs_base, 0, 0, 0, 0],
         "arch_prctl(ARCH_SET_GS)",
     );
+    emit_seccomp(prog, arena, pid, tcore, filters)?;
     if let Some(c) = &tcore.creds {
         emit_creds(prog, arena, c);
     }
     Ok(())
+}
+
+/// Seccomp comes before credentials, while installing filters is still allowed; the ops
+/// after it are not subject to the filters because stasis traces the task with
+/// PTRACE_O_SUSPEND_SECCOMP until the end.
+fn emit_seccomp(
+    prog: &mut Program,
+    arena: &mut Arena,
+    pid: Pid,
+    tcore: &pb::ThreadCoreEntry,
+    filters: &[pb::SeccompFilter],
+) -> Result<()> {
+    const SECCOMP_MODE_STRICT: u64 = 1;
+    const SECCOMP_SET_MODE_FILTER: u64 = 1;
+    match tcore.seccomp_mode.unwrap_or(0) {
+        0 => Ok(()),
+        1 => {
+            prog.syscall(
+                nr::PRCTL,
+                [libc::PR_SET_SECCOMP as u64, SECCOMP_MODE_STRICT, 0, 0, 0, 0],
+                "seccomp strict mode",
+            );
+            Ok(())
+        }
+        2 => {
+            // Follow the chain from the newest filter, then install oldest first.
+            let mut chain = Vec::new();
+            let mut next = tcore.seccomp_filter;
+            while let Some(i) = next {
+                let f = filters
+                    .get(i as usize)
+                    .filter(|_| chain.len() <= filters.len())
+                    .ok_or_else(|| {
+                        crate::error::invalid(
+                            "seccomp.img",
+                            format!("process {pid}: bad filter index {i}"),
+                        )
+                    })?;
+                chain.push(f);
+                next = f.prev;
+            }
+            for f in chain.into_iter().rev() {
+                if f.filter.is_empty() || f.filter.len() % 8 != 0 || f.filter.len() / 8 > 4096 {
+                    return Err(crate::error::invalid(
+                        "seccomp.img",
+                        format!("process {pid}: malformed filter"),
+                    ));
+                }
+                let code = arena.push(&f.filter, 8);
+                // struct sock_fprog: length in instructions, then the program pointer.
+                let mut fprog = vec![0u8; 16];
+                fprog[0..2].copy_from_slice(&((f.filter.len() / 8) as u16).to_le_bytes());
+                fprog[8..16].copy_from_slice(&code.to_le_bytes());
+                let fprog_addr = arena.push(&fprog, 8);
+                prog.syscall(
+                    nr::SECCOMP,
+                    [
+                        SECCOMP_SET_MODE_FILTER,
+                        u64::from(f.flags.unwrap_or(0)),
+                        fprog_addr,
+                        0,
+                        0,
+                        0,
+                    ],
+                    "install a seccomp filter",
+                );
+            }
+            Ok(())
+        }
+        mode => Err(crate::error::invalid(
+            "core",
+            format!("process {pid}: seccomp mode {mode}"),
+        )),
+    }
 }
 
 fn caps64(words: &[u32]) -> u64 {
@@ -415,5 +508,74 @@ fn emit_creds(prog: &mut Program, arena: &mut Arena, c: &pb::CredsEntry) {
             0,
         ],
         "prctl(PR_SET_SECUREBITS)",
+    );
+}
+
+/// Scheduling policy, real-time priority and nice value of the calling thread, with one
+/// sched_setattr (lowering nice needs privileges we still have: credentials come last).
+fn emit_sched(prog: &mut Program, arena: &mut Arena, tcore: &pb::ThreadCoreEntry) {
+    let (Some(policy), Some(prio), Some(nice)) =
+        (tcore.sched_policy, tcore.sched_prio, tcore.sched_nice)
+    else {
+        return;
+    };
+    // struct sched_attr, version 0 (48 bytes): size, policy, flags, nice, priority, and
+    // the deadline parameters (unused).
+    let mut attr = Vec::with_capacity(48);
+    attr.extend_from_slice(&48u32.to_le_bytes());
+    attr.extend_from_slice(&policy.to_le_bytes());
+    attr.extend_from_slice(&0u64.to_le_bytes());
+    attr.extend_from_slice(&nice.to_le_bytes());
+    attr.extend_from_slice(&prio.to_le_bytes());
+    attr.extend_from_slice(&[0u8; 24]);
+    let addr = arena.push(&attr, 8);
+    prog.syscall(
+        nr::SCHED_SETATTR,
+        [0, addr, 0, 0, 0, 0],
+        format!("sched_setattr(policy {policy}, priority {prio}, nice {nice})"),
+    );
+}
+
+/// POSIX timers with their ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create take the
+/// id it is given), notification, and remaining time and interval. They come after the
+/// threads exist: a timer may signal a particular thread. The overrun count is the
+/// kernel's own and cannot be set; it starts again from zero.
+pub fn emit_posix_timers(prog: &mut Program, arena: &mut Arena, p: &ProcessImage) {
+    let Some(timers) = p.tc().timers.as_ref().filter(|t| !t.posix.is_empty()) else {
+        return;
+    };
+    const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+    prog.syscall(
+        nr::PRCTL,
+        [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS, on)",
+    );
+    for t in &timers.posix {
+        // struct sigevent: value, signo, notify, then the target thread id.
+        let mut sev = vec![0u8; 64];
+        sev[0..8].copy_from_slice(&t.sival_ptr.to_le_bytes());
+        sev[8..12].copy_from_slice(&t.si_signo.to_le_bytes());
+        sev[12..16].copy_from_slice(&t.it_sigev_notify.to_le_bytes());
+        sev[16..20].copy_from_slice(&t.notify_thread_id.unwrap_or(0).to_le_bytes());
+        let sev_addr = arena.push(&sev, 8);
+        let id_addr = arena.push(&t.it_id.to_le_bytes(), 4);
+        prog.syscall(
+            nr::TIMER_CREATE,
+            [u64::from(t.clock_id), sev_addr, id_addr, 0, 0, 0],
+            format!("timer_create(id {}, clock {})", t.it_id, t.clock_id),
+        );
+        if t.vsec != 0 || t.vnsec != 0 {
+            let spec = arena.push(&u64_bytes(&[t.isec, t.insec, t.vsec, t.vnsec]), 8);
+            prog.syscall(
+                nr::TIMER_SETTIME,
+                [u64::from(t.it_id), 0, spec, 0, 0, 0],
+                format!("timer_settime({})", t.it_id),
+            );
+        }
+    }
+    prog.syscall(
+        nr::PRCTL,
+        [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
+        "prctl(PR_TIMER_CREATE_RESTORE_IDS, off)",
     );
 }

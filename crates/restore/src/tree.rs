@@ -10,7 +10,7 @@ use stasis_images::ImageDir;
 use stasis_sys::process::{self, ExitStatus, Forked};
 use stasis_sys::{Pid, fs, signal};
 
-use crate::child::{self, Context, MSG_CREATED, MSG_ERROR, MSG_LOG, MSG_READY, Ready};
+use crate::child::{self, Context, MSG_CREATED, MSG_ERROR, MSG_LOG, MSG_READY, MSG_WARN, Ready};
 use crate::error::{RestoreError, Result, SysContext};
 use crate::files::OpenedFiles;
 use crate::finalize;
@@ -251,6 +251,7 @@ fn supervise(images: &Images, from_children: OwnedFd, barrier: OwnedFd, go: Owne
         let m = next_message(&from_children, &waiting)?;
         match m.tag {
             MSG_LOG => log::debug!("process {}: {}", m.pid, String::from_utf8_lossy(&m.payload)),
+            MSG_WARN => log::warn!("{}", String::from_utf8_lossy(&m.payload)),
             MSG_ERROR => {
                 return Err(RestoreError::Other(
                     String::from_utf8_lossy(&m.payload).into_owned(),

@@ -15,6 +15,7 @@ pub const PTRACE_PEEKSIGINFO: u32 = 0x4209;
 pub const PTRACE_GETSIGMASK: u32 = 0x420a;
 pub const PTRACE_SETSIGMASK: u32 = 0x420b;
 pub const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+pub const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
 pub const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 pub const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
 pub const PTRACE_O_TRACESYSGOOD: u64 = 1;
@@ -183,6 +184,16 @@ pub struct Itimerval {
     pub value_usec: i64,
 }
 
+/// `struct itimerspec`: interval, then value (seconds and nanoseconds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Itimerspec {
+    pub interval_sec: i64,
+    pub interval_nsec: i64,
+    pub value_sec: i64,
+    pub value_nsec: i64,
+}
+
 /// `struct clone_args` for clone3.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -288,4 +299,11 @@ pub mod nr {
     pub const CAPSET: u64 = 126;
     pub const RSEQ: u64 = 334;
     pub const CLONE3: u64 = 435;
+    pub const SCHED_SETATTR: u64 = 314;
+    pub const MEMBARRIER: u64 = 324;
+    pub const TIMER_CREATE: u64 = 222;
+    pub const TIMER_SETTIME: u64 = 223;
+    pub const TIMER_GETTIME: u64 = 224;
+    pub const TIMER_GETOVERRUN: u64 = 225;
+    pub const SECCOMP: u64 = 317;
 }

@@ -34,6 +34,8 @@ unsafe impl Pod for abi::StackT {}
 unsafe impl Pod for abi::Itimerval {}
 // SAFETY: repr(C) struct of integer fields only.
 unsafe impl Pod for abi::UserRegs {}
+// SAFETY: repr(C) struct of integer fields only.
+unsafe impl Pod for abi::Itimerspec {}
 
 /// The bytes of a plain-data value.
 pub fn bytes_of<T: Pod>(value: &T) -> &[u8] {

@@ -289,6 +289,37 @@ impl Tracee {
         Ok(conf)
     }
 
+    /// The thread's seccomp filters, newest first: each as its `struct sock_filter`
+    /// program bytes and the `SECCOMP_FILTER_FLAG_*` flags it was installed with.
+    pub fn seccomp_filters(&self) -> Result<Vec<(Vec<u8>, u64)>> {
+        let mut out = Vec::new();
+        for index in 0u64.. {
+            // With a null buffer the request returns the number of instructions.
+            let count = match ptrace_raw(abi::PTRACE_SECCOMP_GET_FILTER, self.tid, index, 0) {
+                Ok(n) => n as usize,
+                Err(Errno(libc::ENOENT)) => break,
+                Err(e) => return Err(e),
+            };
+            let mut prog = vec![0u8; count * 8];
+            ptrace_raw(
+                abi::PTRACE_SECCOMP_GET_FILTER,
+                self.tid,
+                index,
+                prog.as_mut_ptr() as u64,
+            )?;
+            // struct seccomp_metadata { filter_off, flags }.
+            let mut meta = [index, 0u64];
+            ptrace_raw(
+                abi::PTRACE_SECCOMP_GET_METADATA,
+                self.tid,
+                16,
+                meta.as_mut_ptr() as u64,
+            )?;
+            out.push((prog, meta[1]));
+        }
+        Ok(out)
+    }
+
     /// Reads a word of the thread's memory (works on read-only mappings too).
     pub fn peek(&self, addr: u64) -> Result<u64> {
         // PTRACE_PEEKDATA returns the word; errors are only distinguishable through errno.

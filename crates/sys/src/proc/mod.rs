@@ -4,12 +4,14 @@
 mod maps;
 mod stat;
 mod status;
+mod timers;
 
 use std::path::PathBuf;
 
 pub use maps::{Vma, VmaPath, parse_smaps, read_smaps};
 pub use stat::{Stat, parse_stat, read_stat};
 pub use status::{Status, parse_status, read_status};
+pub use timers::{PosixTimer, SIGEV_THREAD_ID, parse_timers, read_timers};
 
 use crate::Pid;
 
