@@ -260,6 +260,7 @@ fn collect_and_write(
 
     let mut files = FileTable::default();
     let mut seccomp = task::SeccompTable::default();
+    let mut cgroups = CgroupSets::default();
     let mut objects = ObjectIds::default();
     let mut pstree = Vec::new();
     let mut root_ids = None;
@@ -289,6 +290,7 @@ fn collect_and_write(
             root_ids = Some(ids.clone());
         }
         let collect = Collect {
+            cgroups: &mut cgroups,
             files: &mut files,
             seccomp: &mut seccomp,
             next_pages_id: &mut next_pages_id,
@@ -298,6 +300,11 @@ fn collect_and_write(
     log::debug!("tree collected and written in {} us", elapsed_us(t_collect));
 
     dir.write_all(ImageKind::Files, 0, &files.entries)?;
+    dir.write_all(
+        ImageKind::Cgroup,
+        0,
+        [&pb::CgroupEntry { sets: cgroups.sets }],
+    )?;
     if !seccomp.filters.is_empty() {
         dir.write_all(
             ImageKind::Seccomp,
@@ -384,8 +391,36 @@ fn dump_zombie(dir: &ImageDir, m: &Member) -> Result<()> {
     Ok(())
 }
 
+/// The cgroup sets of the dump (`cgroup.img`), by id.
+#[derive(Debug, Default)]
+struct CgroupSets {
+    sets: Vec<pb::CgSetEntry>,
+}
+
+impl CgroupSets {
+    /// The id of the set `pid` is a member of.
+    fn id_of(&mut self, pid: Pid) -> Result<u32> {
+        let ctls: Vec<pb::CgMemberEntry> = proc::read_cgroups(pid)
+            .pctx(pid)?
+            .into_iter()
+            .map(|(name, path)| pb::CgMemberEntry {
+                name,
+                path,
+                cgns_prefix: None,
+            })
+            .collect();
+        if let Some(s) = self.sets.iter().find(|s| s.ctls == ctls) {
+            return Ok(s.id);
+        }
+        let id = self.sets.len() as u32 + 1;
+        self.sets.push(pb::CgSetEntry { id, ctls });
+        Ok(id)
+    }
+}
+
 /// What the processes of a dump add to as they are collected.
 struct Collect<'a> {
+    cgroups: &'a mut CgroupSets,
     files: &'a mut FileTable,
     seccomp: &'a mut task::SeccompTable,
     next_pages_id: &'a mut u32,
@@ -401,6 +436,7 @@ fn dump_process(
     stats: &mut DumpStats,
 ) -> Result<()> {
     let Collect {
+        cgroups,
         files,
         seccomp,
         next_pages_id,
@@ -415,9 +451,12 @@ fn dump_process(
     let (inside, thread_inside) = task::look_inside(leader, true)?;
     let inside = inside.unwrap_or_default();
     let mut core = task::core_entry(leader, Some(&inside), &thread_inside, seccomp)?;
-    if let (Some(tc), Some(sig)) = (core.tc.as_mut(), leader.group_stop) {
-        tc.task_state = task_state::STOPPED;
-        tc.stop_signo = Some(sig as u32);
+    if let Some(tc) = core.tc.as_mut() {
+        if let Some(sig) = leader.group_stop {
+            tc.task_state = task_state::STOPPED;
+            tc.stop_signo = Some(sig as u32);
+        }
+        tc.cg_set = Some(cgroups.id_of(pid)?);
     }
     dir.write_all(ImageKind::Core, pid as u64, [&core])?;
     for t in threads {

@@ -88,6 +88,7 @@ pub enum Entry {
     TtyInfo(Box<pb::TtyInfoEntry>),
     Seccomp(pb::SeccompEntry),
     Stats(pb::StatsEntry),
+    Cgroup(pb::CgroupEntry),
 }
 
 /// A decoded image file.
@@ -318,6 +319,7 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
         ImageKind::TtyInfo => all(&mut r, |m| Entry::TtyInfo(Box::new(m))),
         ImageKind::Seccomp => all(&mut r, Entry::Seccomp),
         ImageKind::Stats => all(&mut r, Entry::Stats),
+        ImageKind::Cgroup => all(&mut r, Entry::Cgroup),
         // Raw images have no entries; `decode` never gets here with one.
         ImageKind::Pages => Ok(Vec::new()),
     }

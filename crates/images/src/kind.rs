@@ -38,11 +38,13 @@ pub enum ImageKind {
     Seccomp,
     /// `stats-dump` / `stats-restore`: timing and counters (service file).
     Stats,
+    /// `cgroup.img`: the cgroups the processes are members of.
+    Cgroup,
 }
 
 impl ImageKind {
     /// Every kind, for decoders that identify a file by its magic.
-    pub const ALL: [ImageKind; 14] = [
+    pub const ALL: [ImageKind; 15] = [
         ImageKind::Inventory,
         ImageKind::Pstree,
         ImageKind::Core,
@@ -57,6 +59,7 @@ impl ImageKind {
         ImageKind::TtyInfo,
         ImageKind::Seccomp,
         ImageKind::Stats,
+        ImageKind::Cgroup,
     ];
 
     /// The kind's own magic (the second word of the file, or the first for inventory).
@@ -76,6 +79,7 @@ impl ImageKind {
             ImageKind::TtyInfo => 0x5945_3036,
             ImageKind::Seccomp => 0x6441_3049,
             ImageKind::Stats => 0x5709_3306,
+            ImageKind::Cgroup => 0x5938_3330,
         }
     }
 
@@ -104,6 +108,7 @@ impl ImageKind {
             ImageKind::TtyInfo => "TTY_INFO",
             ImageKind::Seccomp => "SECCOMP",
             ImageKind::Stats => "STATS",
+            ImageKind::Cgroup => "CGROUP",
         }
     }
 
@@ -140,6 +145,7 @@ impl ImageKind {
             ImageKind::Seccomp => "seccomp.img".into(),
             // Service files have no .img suffix; the dump one is the one we write.
             ImageKind::Stats => "stats-dump".into(),
+            ImageKind::Cgroup => "cgroup.img".into(),
         }
     }
 

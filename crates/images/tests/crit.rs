@@ -878,6 +878,30 @@ fn crit_decodes_every_image_kind() {
                 vec!["\"STATS\"", "\"frozen_time\": 34567"],
                 true,
             ),
+            ImageKind::Cgroup => {
+                let entry = CgroupEntry {
+                    sets: vec![CgSetEntry {
+                        id: 1,
+                        ctls: vec![
+                            CgMemberEntry {
+                                name: "memory".into(),
+                                path: "/jobs/a".into(),
+                                cgns_prefix: None,
+                            },
+                            CgMemberEntry {
+                                name: String::new(),
+                                path: "/".into(),
+                                cgns_prefix: None,
+                            },
+                        ],
+                    }],
+                };
+                (
+                    write(&dir, kind, 0, &[entry]),
+                    vec!["\"CGROUP\"", "\"/jobs/a\"", "\"memory\""],
+                    true,
+                )
+            }
         };
         checks.push(Check {
             file,

@@ -140,6 +140,9 @@ pub(crate) fn run(token: RestoreChild, ctx: &Context<'_>, pid: Pid) -> ! {
 /// Session and group right after the fork, then the children, then the barrier and the
 /// group join. Shared by live processes and zombies.
 fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
+    // Into our cgroups first: memory allocated from here on is charged there, and our
+    // children start there too.
+    join_cgroups(ctx, pid);
     let s = ctx.plan.sessions.get(&pid).copied().unwrap_or_default();
     if s.setsid {
         process::setsid().ctx(pid, || "setsid".into())?;
@@ -423,6 +426,48 @@ fn thread_frame(
             features,
         },
     )
+}
+
+/// Joins the cgroups the image says, where they exist (a missing cgroup or a refused move
+/// is a warning: the process still runs, in ours).
+fn join_cgroups(ctx: &Context<'_>, pid: Pid) {
+    let Some(p) = ctx.images.processes.iter().find(|p| p.pid() == pid) else {
+        return;
+    };
+    let Some(set) = p
+        .tc()
+        .cg_set
+        .and_then(|id| ctx.images.cgroups.iter().find(|s| s.id == id))
+    else {
+        return;
+    };
+    let warn = |what: String| send(ctx, pid, MSG_WARN, what.as_bytes());
+    let current = proc::read_cgroups(pid).unwrap_or_default();
+    let mounts = proc::cgroup_mounts().unwrap_or_default();
+    for m in &set.ctls {
+        if current
+            .iter()
+            .any(|(n, path)| *n == m.name && *path == m.path)
+        {
+            continue;
+        }
+        let Some((_, mount)) = mounts.iter().find(|(n, _)| *n == m.name) else {
+            warn(format!(
+                "process {pid}: cgroup hierarchy {:?} is not mounted here",
+                m.name
+            ));
+            continue;
+        };
+        let procs = mount
+            .join(m.path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, pid.to_string()) {
+            warn(format!(
+                "process {pid}: cannot join cgroup {}: {e}",
+                procs.display()
+            ));
+        }
+    }
 }
 
 /// Values set through /proc: oom_score_adj and loginuid. Lowering oom_score_adj needs

@@ -97,6 +97,8 @@ pub struct Images {
     pub shmem: HashMap<u64, ShmemImage>,
     /// Every seccomp filter (`seccomp.img`); threads point into the list.
     pub seccomp: Vec<pb::SeccompFilter>,
+    /// Cgroup sets (`cgroup.img`), which processes point at by id.
+    pub cgroups: Vec<pb::CgSetEntry>,
 }
 
 impl Images {
@@ -178,6 +180,13 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
+    let cgroups = match dir.open_optional(ImageKind::Cgroup, 0)? {
+        Some(mut r) => r
+            .next::<pb::CgroupEntry>()?
+            .map(|e| e.sets)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     Ok(Images {
         dir,
         processes,
@@ -185,6 +194,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         files,
         shmem,
         seccomp,
+        cgroups,
     })
 }
 

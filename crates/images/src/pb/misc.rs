@@ -104,3 +104,40 @@ pub struct StatsEntry {
     #[prost(message, optional, tag = "2")]
     pub restore: Option<RestoreStatsEntry>,
 }
+
+// ---- cgroup.proto (the membership part; directory trees and properties are for a later
+// --manage-cgroups) ----
+
+/// A process's place in one cgroup hierarchy.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct CgMemberEntry {
+    /// The hierarchy's controllers as /proc/PID/cgroup names them ("memory",
+    /// "name=systemd", "" for the unified hierarchy).
+    #[prost(string, required, tag = "1")]
+    pub name: String,
+    /// The cgroup's path in that hierarchy.
+    #[prost(string, required, tag = "2")]
+    pub path: String,
+    /// Length of the cgroup namespace prefix of `path`, if any.
+    #[prost(uint32, optional, tag = "3")]
+    pub cgns_prefix: Option<u32>,
+}
+
+/// A set of cgroups processes are members of; tasks point at it by id.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct CgSetEntry {
+    /// Its id (task_core_entry.cg_set / thread_core_entry.cg_set).
+    #[prost(uint32, required, tag = "1")]
+    pub id: u32,
+    /// One member entry per hierarchy.
+    #[prost(message, repeated, tag = "2")]
+    pub ctls: Vec<CgMemberEntry>,
+}
+
+/// The single entry of `cgroup.img`.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct CgroupEntry {
+    /// The sets.
+    #[prost(message, repeated, tag = "1")]
+    pub sets: Vec<CgSetEntry>,
+}

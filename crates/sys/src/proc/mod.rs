@@ -1,6 +1,7 @@
 //! Parsers for `/proc/PID/*`. The files are text in kernel-defined formats; each parser
 //! takes the text so it can be unit-tested, and a reader function takes the pid.
 
+mod cgroup;
 mod maps;
 mod stat;
 mod status;
@@ -8,6 +9,7 @@ mod timers;
 
 use std::path::PathBuf;
 
+pub use cgroup::{CgroupMember, cgroup_mounts, parse_cgroups, read_cgroups};
 pub use maps::{Vma, VmaPath, parse_smaps, read_smaps};
 pub use stat::{Stat, parse_stat, read_stat};
 pub use status::{Status, parse_status, read_status};
