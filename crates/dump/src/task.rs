@@ -8,11 +8,11 @@
 use stasis_images::consts::{SIGACTION_COUNT, task_state};
 use stasis_images::pb;
 use stasis_sys::abi::{self, Itimerspec, Itimerval, KernelSigaction, StackT, UserRegs};
-use stasis_sys::ptrace::{self, Injector};
+use stasis_sys::ptrace::{self, Injector, RemoteArea};
 use stasis_sys::{Pid, cpu, proc};
 
 use crate::error::{DumpError, ProcContext, Result, SysContext};
-use crate::freeze::{FrozenThread, syscall_ip};
+use crate::freeze::FrozenThread;
 
 /// What injected system calls told us about a process (its leader thread).
 #[derive(Debug, Default)]
@@ -52,123 +52,275 @@ pub struct ThreadInside {
     pub timerslack_ns: u64,
 }
 
-/// Asks the stopped thread (and, for the leader, its process) what only it can know.
+/// Builds one batch of injected calls and lays out where their outputs go.
+struct Batch<'a> {
+    area: &'a RemoteArea,
+    calls: Vec<(u64, [u64; 6])>,
+    names: Vec<String>,
+    used: u64,
+}
+
+impl<'a> Batch<'a> {
+    fn new(area: &'a RemoteArea) -> Self {
+        Batch {
+            area,
+            calls: Vec::new(),
+            names: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// Room for `len` bytes of output; its offset in the data half.
+    fn out(&mut self, len: u64) -> u64 {
+        let at = self.used.next_multiple_of(8);
+        self.used = at + len;
+        at
+    }
+
+    /// Adds a call; returns its index.
+    fn call(&mut self, nr: u64, args: [u64; 6], name: impl Into<String>) -> usize {
+        self.calls.push((nr, args));
+        self.names.push(name.into());
+        self.calls.len() - 1
+    }
+
+    /// Adds a call writing a `T` at a fresh output slot (argument `out_arg`); returns the
+    /// call's index and the slot's offset.
+    fn call_out<T>(
+        &mut self,
+        nr: u64,
+        mut args: [u64; 6],
+        out_arg: usize,
+        name: &str,
+    ) -> (usize, u64) {
+        let at = self.out(size_of::<T>() as u64);
+        args[out_arg] = self.area.data(at);
+        (self.call(nr, args, name), at)
+    }
+}
+
+/// The results of a batch: each call's return value, and the output bytes.
+struct Outputs {
+    results: Vec<u64>,
+    names: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Outputs {
+    /// The result of call `i`, an error if the call failed.
+    fn result(&self, pid: Pid, tid: Pid, i: usize) -> Result<u64> {
+        stasis_sys::Errno::from_kernel_return(self.results[i]).ctx(pid, || {
+            format!("{} (injected into thread {tid})", self.names[i])
+        })
+    }
+
+    /// The `T` an output slot holds.
+    fn value<T: stasis_sys::mem::Pod>(&self, at: u64) -> T {
+        stasis_sys::mem::from_bytes(&self.data[at as usize..])
+            .expect("slot inside the data read back")
+    }
+}
+
+fn run(inj: &mut Injector<'_>, pid: Pid, tid: Pid, batch: Batch<'_>) -> Result<Outputs> {
+    let results = inj
+        .run_batch(batch.area, &batch.calls)
+        .ctx(pid, || format!("run injected calls in thread {tid}"))?;
+    let mut data = vec![0u8; batch.used as usize];
+    let n = stasis_sys::mem::read_process(pid, batch.area.data(0), &mut data).ctx(pid, || {
+        format!("read injected calls' results of thread {tid}")
+    })?;
+    data.truncate(n);
+    if n as u64 != batch.used {
+        return Err(DumpError::Invalid(format!(
+            "process {pid}: short read of injected results"
+        )));
+    }
+    Ok(Outputs {
+        results,
+        names: batch.names,
+        data,
+    })
+}
+
+/// Maps the area injected calls work in (one per process, shared by its threads), with a
+/// call injected into `t`.
+pub fn map_area(t: &FrozenThread, syscall_ip: u64) -> Result<RemoteArea> {
+    let mut inj = Injector::new(&t.tracee, t.regs, syscall_ip);
+    let area = inj
+        .map_area(64 << 10)
+        .ctx(t.pid, || "map an area for injected calls".into())?;
+    inj.finish().ctx(t.pid, || "restore registers".into())?;
+    Ok(area)
+}
+
+/// Unmaps the area (through thread `t`).
+pub fn unmap_area(t: &FrozenThread, syscall_ip: u64, area: RemoteArea) -> Result<()> {
+    let mut inj = Injector::new(&t.tracee, t.regs, syscall_ip);
+    inj.unmap_area(area)
+        .ctx(t.pid, || "unmap the area of injected calls".into())?;
+    inj.finish().ctx(t.pid, || "restore registers".into())
+}
+
+/// Asks the stopped thread (and, for the leader, its process) what only it can know, in
+/// one batch of injected calls run from `area`. `syscall_ip` is where single injected
+/// calls run (`freeze::syscall_ip`, found once per process).
 pub fn look_inside(
     t: &FrozenThread,
     leader: bool,
+    syscall_ip: u64,
+    area: &RemoteArea,
 ) -> Result<(Option<ProcessInside>, ThreadInside)> {
     let pid = t.pid;
     let tid = t.tracee.tid();
-    let ip = syscall_ip(pid)?;
-    let mut inj = Injector::new(&t.tracee, t.regs, ip);
-    let what = |w: &str| format!("{w} (injected into thread {tid})");
+    let mut b = Batch::new(area);
+    let prctl = |option: i32| [option as u64, 0, 0, 0, 0, 0];
+    let (_, altstack_at) = b.call_out::<StackT>(abi::nr::SIGALTSTACK, [0; 6], 1, "sigaltstack");
+    let (_, tid_addr_at) = b.call_out::<u64>(
+        abi::nr::PRCTL,
+        prctl(abi::PR_GET_TID_ADDRESS),
+        1,
+        "prctl(PR_GET_TID_ADDRESS)",
+    );
+    let (_, pdeath_at) = b.call_out::<i32>(
+        abi::nr::PRCTL,
+        prctl(libc::PR_GET_PDEATHSIG),
+        1,
+        "prctl(PR_GET_PDEATHSIG)",
+    );
+    let securebits_i = b.call(
+        abi::nr::PRCTL,
+        prctl(libc::PR_GET_SECUREBITS),
+        "prctl(PR_GET_SECUREBITS)",
+    );
+    let slack_i = b.call(
+        abi::nr::PRCTL,
+        prctl(libc::PR_GET_TIMERSLACK),
+        "prctl(PR_GET_TIMERSLACK)",
+    );
 
-    let (_, altstack) = inj
-        .syscall_out::<StackT>(abi::nr::SIGALTSTACK, [0; 6], 1)
-        .ctx(pid, || what("sigaltstack"))?;
-    let (_, tid_address) = inj
-        .syscall_out::<u64>(
-            abi::nr::PRCTL,
-            [abi::PR_GET_TID_ADDRESS as u64, 0, 0, 0, 0, 0],
-            1,
-        )
-        .ctx(pid, || what("prctl(PR_GET_TID_ADDRESS)"))?;
-    let (_, pdeath_sig) = inj
-        .syscall_out::<i32>(
-            abi::nr::PRCTL,
-            [libc::PR_GET_PDEATHSIG as u64, 0, 0, 0, 0, 0],
-            1,
-        )
-        .ctx(pid, || what("prctl(PR_GET_PDEATHSIG)"))?;
-    let securebits = inj
-        .syscall(
-            abi::nr::PRCTL,
-            [libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0, 0],
-        )
-        .ctx(pid, || what("prctl(PR_GET_SECUREBITS)"))? as u32;
-    let timerslack_ns = inj
-        .syscall(
-            abi::nr::PRCTL,
-            [libc::PR_GET_TIMERSLACK as u64, 0, 0, 0, 0, 0],
-        )
-        .ctx(pid, || what("prctl(PR_GET_TIMERSLACK)"))?;
-    let thread = ThreadInside {
-        altstack,
-        tid_address,
-        pdeath_sig,
-        securebits,
-        timerslack_ns,
-    };
-
-    let process = if leader {
-        let sigactions = inj.sigactions().ctx(pid, || what("rt_sigaction"))?;
-        let mut itimers = [Itimerval::default(); 3];
-        for (which, slot) in itimers.iter_mut().enumerate() {
-            let (_, v) = inj
-                .syscall_out::<Itimerval>(abi::nr::GETITIMER, [which as u64, 0, 0, 0, 0, 0], 1)
-                .ctx(pid, || what("getitimer"))?;
-            *slot = v;
+    // Process-wide questions, asked through the leader.
+    let mut sigaction_at = Vec::new();
+    let mut itimer_at = Vec::new();
+    let mut timers = Vec::new();
+    let mut process_calls = None;
+    if leader {
+        for sig in 1..=64u64 {
+            let (i, at) = b.call_out::<KernelSigaction>(
+                abi::nr::RT_SIGACTION,
+                [sig, 0, 0, 8, 0, 0],
+                2,
+                "rt_sigaction",
+            );
+            sigaction_at.push((i, at));
         }
-        let brk = inj.syscall(abi::nr::BRK, [0; 6]).ctx(pid, || what("brk"))?;
-        let prctl_value = |inj: &mut Injector<'_>, option: i32, name: &str| {
-            inj.syscall(abi::nr::PRCTL, [option as u64, 0, 0, 0, 0, 0])
-                .ctx(pid, || what(name))
-        };
-        let dumpable = prctl_value(&mut inj, libc::PR_GET_DUMPABLE, "prctl(PR_GET_DUMPABLE)")?;
-        let thp = prctl_value(
-            &mut inj,
-            abi::PR_GET_THP_DISABLE,
+        for which in 0..3u64 {
+            itimer_at.push(b.call_out::<Itimerval>(
+                abi::nr::GETITIMER,
+                [which, 0, 0, 0, 0, 0],
+                1,
+                "getitimer",
+            ));
+        }
+        let brk = b.call(abi::nr::BRK, [0; 6], "brk");
+        let dumpable = b.call(
+            abi::nr::PRCTL,
+            prctl(libc::PR_GET_DUMPABLE),
+            "prctl(PR_GET_DUMPABLE)",
+        );
+        let thp = b.call(
+            abi::nr::PRCTL,
+            prctl(abi::PR_GET_THP_DISABLE),
             "prctl(PR_GET_THP_DISABLE)",
-        )?;
-        let (_, subreaper) = inj
-            .syscall_out::<i32>(
-                abi::nr::PRCTL,
-                [abi::PR_GET_CHILD_SUBREAPER as u64, 0, 0, 0, 0, 0],
-                1,
-            )
-            .ctx(pid, || what("prctl(PR_GET_CHILD_SUBREAPER)"))?;
-        let (_, xcomp_perm) = inj
-            .syscall_out::<u64>(
-                abi::nr::ARCH_PRCTL,
-                [abi::ARCH_GET_XCOMP_PERM, 0, 0, 0, 0, 0],
-                1,
-            )
-            .ctx(pid, || what("arch_prctl(ARCH_GET_XCOMP_PERM)"))?;
+        );
+        let subreaper = b.call_out::<i32>(
+            abi::nr::PRCTL,
+            prctl(abi::PR_GET_CHILD_SUBREAPER),
+            1,
+            "prctl(PR_GET_CHILD_SUBREAPER)",
+        );
+        let xcomp = b.call_out::<u64>(
+            abi::nr::ARCH_PRCTL,
+            [abi::ARCH_GET_XCOMP_PERM, 0, 0, 0, 0, 0],
+            1,
+            "arch_prctl(ARCH_GET_XCOMP_PERM)",
+        );
         const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
-        let membarrier =
-            inj.syscall(
-                abi::nr::MEMBARRIER,
-                [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0],
-            )
-            .ctx(pid, || what("membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)"))? as u32;
-        let mut posix_timers = Vec::new();
-        for t in proc::read_timers(pid).pctx(pid)? {
-            let id = t.id as u64;
-            let (_, spec) = inj
-                .syscall_out::<Itimerspec>(abi::nr::TIMER_GETTIME, [id, 0, 0, 0, 0, 0], 1)
-                .ctx(pid, || what(&format!("timer_gettime({id})")))?;
-            let overrun =
-                inj.syscall(abi::nr::TIMER_GETOVERRUN, [id, 0, 0, 0, 0, 0])
-                    .ctx(pid, || what(&format!("timer_getoverrun({id})")))? as u32;
-            posix_timers.push((t, spec, overrun));
+        let membarrier = b.call(
+            abi::nr::MEMBARRIER,
+            [MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0, 0, 0, 0],
+            "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)",
+        );
+        for timer in proc::read_timers(pid).pctx(pid)? {
+            let id = timer.id as u64;
+            let get = b.call_out::<Itimerspec>(
+                abi::nr::TIMER_GETTIME,
+                [id, 0, 0, 0, 0, 0],
+                1,
+                &format!("timer_gettime({id})"),
+            );
+            let overrun = b.call(
+                abi::nr::TIMER_GETOVERRUN,
+                [id, 0, 0, 0, 0, 0],
+                format!("timer_getoverrun({id})"),
+            );
+            timers.push((timer, get, overrun));
         }
-        Some(ProcessInside {
-            posix_timers,
-            membarrier,
-            sigactions,
-            itimers,
-            brk,
-            dumpable: dumpable as i32,
-            thp_disabled: thp != 0,
-            child_subreaper: subreaper != 0,
-            xcomp_perm,
-        })
-    } else {
-        None
-    };
+        process_calls = Some((brk, dumpable, thp, subreaper, xcomp, membarrier));
+    }
+    if b.used > area.data_len() {
+        return Err(DumpError::Invalid(format!(
+            "process {pid}: too many injected calls for one batch"
+        )));
+    }
+
+    let mut inj = Injector::new(&t.tracee, t.regs, syscall_ip);
+    let out = run(&mut inj, pid, tid, b)?;
     inj.finish()
         .ctx(pid, || format!("restore registers of thread {tid}"))?;
-    Ok((process, thread))
+
+    for i in [0, 1, 2] {
+        out.result(pid, tid, i)?;
+    }
+    let thread = ThreadInside {
+        altstack: out.value(altstack_at),
+        tid_address: out.value(tid_addr_at),
+        pdeath_sig: out.value(pdeath_at),
+        securebits: out.result(pid, tid, securebits_i)? as u32,
+        timerslack_ns: out.result(pid, tid, slack_i)?,
+    };
+    let Some((brk, dumpable, thp, subreaper, xcomp, membarrier)) = process_calls else {
+        return Ok((None, thread));
+    };
+    let mut sigactions = Vec::with_capacity(64);
+    for (i, at) in sigaction_at {
+        out.result(pid, tid, i)?;
+        sigactions.push(out.value::<KernelSigaction>(at));
+    }
+    let mut itimers = [Itimerval::default(); 3];
+    for (slot, (i, at)) in itimers.iter_mut().zip(itimer_at) {
+        out.result(pid, tid, i)?;
+        *slot = out.value(at);
+    }
+    out.result(pid, tid, subreaper.0)?;
+    out.result(pid, tid, xcomp.0)?;
+    let mut posix_timers = Vec::with_capacity(timers.len());
+    for (timer, (get_i, get_at), overrun_i) in timers {
+        out.result(pid, tid, get_i)?;
+        let overrun = out.result(pid, tid, overrun_i)? as u32;
+        posix_timers.push((timer, out.value::<Itimerspec>(get_at), overrun));
+    }
+    let process = ProcessInside {
+        posix_timers,
+        membarrier: out.result(pid, tid, membarrier)? as u32,
+        sigactions,
+        itimers,
+        brk: out.result(pid, tid, brk)?,
+        dumpable: out.result(pid, tid, dumpable)? as i32,
+        thp_disabled: out.result(pid, tid, thp)? != 0,
+        child_subreaper: out.value::<i32>(subreaper.1) != 0,
+        xcomp_perm: out.value(xcomp.1),
+    };
+    Ok((Some(process), thread))
 }
 
 /// The image's general registers, rewound so an interrupted system call restarts.

@@ -11,7 +11,7 @@ use stasis_sys::{Pid, proc, process};
 
 use crate::error::{DumpError, ProcContext, Result};
 use crate::files::{FileOptions, FileTable};
-use crate::freeze::Frozen;
+use crate::freeze::{Frozen, FrozenThread};
 use crate::{memory, pages, task};
 
 /// What to dump and how.
@@ -418,6 +418,35 @@ impl CgroupSets {
     }
 }
 
+/// What injected calls tell about a process and each of its threads.
+type Looked<'t> = (
+    Option<task::ProcessInside>,
+    task::ThreadInside,
+    Vec<(&'t FrozenThread, task::ThreadInside)>,
+);
+
+/// Looks inside the leader (process-wide state too) and every other thread.
+fn look_inside_all<'t>(
+    leader: &FrozenThread,
+    others: Vec<&'t FrozenThread>,
+    syscall_ip: u64,
+    area: &stasis_sys::ptrace::RemoteArea,
+) -> Result<Looked<'t>> {
+    let t0 = Instant::now();
+    let (inside, thread_inside) = task::look_inside(leader, true, syscall_ip, area)?;
+    let mut out = Vec::with_capacity(others.len());
+    for t in others {
+        out.push((t, task::look_inside(t, false, syscall_ip, area)?.1));
+    }
+    log::debug!(
+        "process {}: looked inside {} threads in {} us",
+        leader.pid,
+        out.len() + 1,
+        elapsed_us(t0)
+    );
+    Ok((inside, thread_inside, out))
+}
+
 /// What the processes of a dump add to as they are collected.
 struct Collect<'a> {
     cgroups: &'a mut CgroupSets,
@@ -448,7 +477,12 @@ fn dump_process(
     let leader = threads
         .next()
         .ok_or_else(|| DumpError::Invalid(format!("process {pid}: no thread was frozen")))?;
-    let (inside, thread_inside) = task::look_inside(leader, true)?;
+    let syscall_ip = crate::freeze::syscall_ip(pid)?;
+    let area = task::map_area(leader, syscall_ip)?;
+    let looked = look_inside_all(leader, threads.by_ref().collect(), syscall_ip, &area);
+    // Unmapped even if a look failed: a failed dump leaves the process as it was.
+    task::unmap_area(leader, syscall_ip, area)?;
+    let (inside, thread_inside, others) = looked?;
     let inside = inside.unwrap_or_default();
     let mut core = task::core_entry(leader, Some(&inside), &thread_inside, seccomp)?;
     if let Some(tc) = core.tc.as_mut() {
@@ -459,11 +493,18 @@ fn dump_process(
         tc.cg_set = Some(cgroups.id_of(pid)?);
     }
     dir.write_all(ImageKind::Core, pid as u64, [&core])?;
-    for t in threads {
-        let (_, thread_inside) = task::look_inside(t, false)?;
+    let (mut t_core, mut t_write) = (0, 0);
+    for (t, thread_inside) in others {
+        let t0 = Instant::now();
         let core = task::core_entry(t, None, &thread_inside, seccomp)?;
+        t_core += elapsed_us(t0);
+        let t0 = Instant::now();
         dir.write_all(ImageKind::Core, t.tracee.tid() as u64, [&core])?;
+        t_write += elapsed_us(t0);
     }
+    log::debug!(
+        "process {pid}: other threads' cores: collected in {t_core} us, written in {t_write} us"
+    );
 
     let fdinfos = files.dump_fds(
         pid,

@@ -89,3 +89,41 @@ fn interrupted_pause_still_returns_eintr_to_its_handler() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(7));
 }
+
+#[test]
+fn a_batch_of_calls_runs_in_one_stop_and_leaves_the_process_as_it_was() {
+    let mut child = spawn("sleep", &["1000"]);
+    let pid = child.id() as i32;
+    wait_blocked_in(pid, &[35, 230]);
+    let tracee = Tracee::seize(pid, abi::PTRACE_O_TRACESYSGOOD).expect("seize");
+    let (stop, _) = tracee.interrupt_and_wait().expect("interrupt");
+    assert!(matches!(stop, Stop::Event(_)), "{stop:?}");
+    let regs = tracee.regs().expect("regs");
+    let ip = ptrace::find_syscall_in_vdso(pid)
+        .expect("vdso")
+        .expect("no syscall in vdso");
+    let mut inj = Injector::new(&tracee, regs, ip);
+    let area = inj.map_area(8192).expect("map area");
+    // getpid, then sigaltstack writing into the area, then a failing call.
+    let calls = [
+        (abi::nr::GETPID, [0; 6]),
+        (abi::nr::SIGALTSTACK, [0, area.data(0), 0, 0, 0, 0]),
+        (abi::nr::CLOSE, [999_999, 0, 0, 0, 0, 0]),
+    ];
+    let results = inj.run_batch(&area, &calls).expect("batch");
+    assert_eq!(results[0], pid as u64);
+    assert_eq!(results[1], 0);
+    assert_eq!(results[2] as i64, -(libc::EBADF as i64));
+    inj.unmap_area(area).expect("unmap area");
+    inj.finish().expect("finish");
+    assert_eq!(tracee.regs().unwrap(), regs, "registers not put back");
+    tracee.detach(0).expect("detach");
+    wait_blocked_in(pid, &[35, 230, 219]);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(
+        !maps.contains(&format!("{:x}-", area.addr)),
+        "the area is still mapped"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
