@@ -113,7 +113,7 @@ fn a_batch_of_calls_runs_in_one_stop_and_leaves_the_process_as_it_was() {
     let results = inj.run_batch(&area, &calls).expect("batch");
     assert_eq!(results[0], pid as u64);
     assert_eq!(results[1], 0);
-    assert_eq!(results[2] as i64, -(libc::EBADF as i64));
+    assert_eq!(results[2] as i64, -i64::from(libc::EBADF));
     inj.unmap_area(area).expect("unmap area");
     inj.finish().expect("finish");
     assert_eq!(tracee.regs().unwrap(), regs, "registers not put back");
