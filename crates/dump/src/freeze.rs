@@ -71,13 +71,27 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
             errno,
         },
     })?;
-    let (stop, dequeued) = tracee
+    let (mut stop, mut dequeued) = tracee
         .interrupt_and_wait()
         .ctx(pid, || format!("stop thread {tid}"))?;
-    let group_stop = match stop {
-        // A PTRACE_INTERRUPT stop reports SIGTRAP; a job-control stop its own signal.
-        Stop::Event(libc::SIGTRAP) => None,
-        Stop::Event(sig) => Some(sig),
+    // A PTRACE_INTERRUPT stop reports SIGTRAP; a job-control stop its own signal. A
+    // thread that was already stopped reports the group stop first (seizing it moves it
+    // from stopped to traced) while our interrupt is still pending: resumed once, it
+    // traps again at once into a stop where injected code can run (reporting the stop
+    // signal again, as its group is still stopped). The stop is put back on resume.
+    let mut group_stop = None;
+    if let Stop::Event(sig) = stop
+        && sig != libc::SIGTRAP
+    {
+        group_stop = Some(sig);
+        let (next, more) = tracee
+            .leave_group_stop()
+            .ctx(pid, || format!("stop thread {tid} (job-control stopped)"))?;
+        stop = next;
+        dequeued.extend(more);
+    }
+    match stop {
+        Stop::Event(_) => {}
         Stop::Exited(_) | Stop::Killed(_) => {
             return Err(DumpError::Invalid(format!(
                 "process {pid}: thread {tid} exited while being frozen"

@@ -35,6 +35,8 @@ pub struct ProcessInside {
     pub membarrier: u32,
     /// POSIX timers with their remaining time and interval, and overrun count.
     pub posix_timers: Vec<(proc::PosixTimer, Itimerspec, u32)>,
+    /// Overruns of the timers whose own signal is pending, by timer id.
+    pub pending_overruns: std::collections::HashMap<i32, u32>,
 }
 
 /// What injected system calls told us about one thread.
@@ -58,6 +60,8 @@ struct Batch<'a> {
     calls: Vec<(u64, [u64; 6])>,
     names: Vec<String>,
     used: u64,
+    /// Input bytes to write into the data half before the run: (offset, bytes).
+    inputs: Vec<(u64, Vec<u8>)>,
 }
 
 impl<'a> Batch<'a> {
@@ -67,7 +71,15 @@ impl<'a> Batch<'a> {
             calls: Vec::new(),
             names: Vec::new(),
             used: 0,
+            inputs: Vec::new(),
         }
+    }
+
+    /// Places input bytes for a call; returns their address in the tracee.
+    fn input(&mut self, bytes: &[u8]) -> u64 {
+        let at = self.out(bytes.len() as u64);
+        self.inputs.push((at, bytes.to_vec()));
+        self.area.data(at)
     }
 
     /// Room for `len` bytes of output; its offset in the data half.
@@ -122,6 +134,16 @@ impl Outputs {
 }
 
 fn run(inj: &mut Injector<'_>, pid: Pid, tid: Pid, batch: Batch<'_>) -> Result<Outputs> {
+    if batch.used > batch.area.data_len() {
+        return Err(DumpError::Invalid(format!(
+            "process {pid}: too many injected calls for one batch"
+        )));
+    }
+    for (at, bytes) in &batch.inputs {
+        stasis_sys::mem::write_process(pid, batch.area.data(*at), bytes).ctx(pid, || {
+            format!("write injected calls' inputs of thread {tid}")
+        })?;
+    }
     let results = inj
         .run_batch(batch.area, &batch.calls)
         .ctx(pid, || format!("run injected calls in thread {tid}"))?;
@@ -267,12 +289,6 @@ pub fn look_inside(
         }
         process_calls = Some((brk, dumpable, thp, subreaper, xcomp, membarrier));
     }
-    if b.used > area.data_len() {
-        return Err(DumpError::Invalid(format!(
-            "process {pid}: too many injected calls for one batch"
-        )));
-    }
-
     let mut inj = Injector::new(&t.tracee, t.regs, syscall_ip);
     let out = run(&mut inj, pid, tid, b)?;
     inj.finish()
@@ -311,6 +327,7 @@ pub fn look_inside(
     }
     let process = ProcessInside {
         posix_timers,
+        pending_overruns: std::collections::HashMap::new(),
         membarrier: out.result(pid, tid, membarrier)? as u32,
         sigactions,
         itimers,
@@ -321,6 +338,172 @@ pub fn look_inside(
         xcomp_perm: out.value(xcomp.1),
     };
     Ok((Some(process), thread))
+}
+
+/// `si_code` of a POSIX timer's signal.
+const SI_TIMER: i32 = -2;
+
+/// The signal number, code and (for a timer's signal) timer id and overrun of a siginfo.
+fn siginfo_timer(info: &[u8; 128]) -> (i32, i32, i32, i32) {
+    let int = |at: usize| i32::from_le_bytes([info[at], info[at + 1], info[at + 2], info[at + 3]]);
+    // struct siginfo: signo, errno, code, padding, then the _timer fields tid, overrun.
+    (int(0), int(8), int(16), int(20))
+}
+
+/// Clocks whose current value a thread of the process can read for any of its timers
+/// (CPU clocks of one thread or of another process cannot be).
+fn clock_readable_inside(clock: i32) -> bool {
+    matches!(clock, 0 | 1 | 2 | 4 | 5 | 6 | 7 | 8 | 9 | 11)
+}
+
+/// The overruns of POSIX timers whose own signal is pending, by timer id.
+///
+/// While its signal waits (blocked, say), an interval timer keeps expiring; the kernel
+/// counts the missed periods only when the signal is finally delivered, and no interface
+/// shows the count before that. So each such signal is accepted by an injected
+/// `rt_sigtimedwait` in the thread it waits for, which yields the overrun `N` (and makes
+/// the kernel rearm the timer), and the timer is then set, absolutely, to its next expiry
+/// less `N + 1` periods: that lies in the past, so it fires again at once, queues its own
+/// signal again, and counts the same overrun on delivery as if nothing had happened. The
+/// restore arms it the same way. (What the process can still notice: `timer_getoverrun`
+/// answers `N` instead of the previous delivery's count until the signal is delivered,
+/// and the signal now comes after other queued instances of the same signal.)
+pub fn capture_timer_overruns(
+    threads: &[&FrozenThread],
+    syscall_ip: u64,
+    area: &RemoteArea,
+) -> Result<std::collections::HashMap<i32, u32>> {
+    let mut found = std::collections::HashMap::new();
+    let Some(leader) = threads.first() else {
+        return Ok(found);
+    };
+    let pid = leader.pid;
+    for timer in proc::read_timers(pid).pctx(pid)? {
+        const SIGEV_NONE: i32 = 1;
+        if timer.notify & 3 == SIGEV_NONE || !clock_readable_inside(timer.clock) {
+            continue;
+        }
+        // Where the signal waits: the target thread's own queue, or the process's queue
+        // (reached from the leader, if its own queue holds no instance of the signal,
+        // which would be accepted first).
+        let thread_directed = timer.notify & proc::SIGEV_THREAD_ID != 0;
+        let Some(t) = threads
+            .iter()
+            .find(|t| t.tracee.tid() == if thread_directed { timer.target } else { pid })
+        else {
+            continue;
+        };
+        let first_of = |shared: bool| -> Result<Option<(i32, i32)>> {
+            let queue = t.tracee.pending_siginfo(shared).ctx(pid, || {
+                format!("read pending signals of {}", t.tracee.tid())
+            })?;
+            Ok(queue
+                .iter()
+                .map(siginfo_timer)
+                .find(|(signo, ..)| *signo == timer.signo)
+                .map(|(_, code, id, _)| (code, id)))
+        };
+        let own = first_of(false)?;
+        let first = if thread_directed {
+            own
+        } else if own.is_some() {
+            continue;
+        } else {
+            first_of(true)?
+        };
+        if first != Some((SI_TIMER, timer.id)) {
+            continue;
+        }
+        let overrun = rearm_in_the_past(t, syscall_ip, area, &timer)?;
+        found.insert(timer.id, overrun);
+    }
+    Ok(found)
+}
+
+/// Accepts the pending signal of `timer` in thread `t` and sets the timer back as
+/// described at [`capture_timer_overruns`]; returns the overrun.
+fn rearm_in_the_past(
+    t: &FrozenThread,
+    syscall_ip: u64,
+    area: &RemoteArea,
+    timer: &proc::PosixTimer,
+) -> Result<u32> {
+    let pid = t.pid;
+    let tid = t.tracee.tid();
+    let id = timer.id as u64;
+    let mut b = Batch::new(area);
+    let set = b.input(&(1u64 << (timer.signo - 1)).to_le_bytes());
+    let zero = b.input(&[0u8; 16]);
+    let (wait_i, info_at) = b.call_out::<[u8; 128]>(
+        abi::nr::RT_SIGTIMEDWAIT,
+        [set, 0, zero, 8, 0, 0],
+        1,
+        "rt_sigtimedwait",
+    );
+    let (get_i, spec_at) = b.call_out::<Itimerspec>(
+        abi::nr::TIMER_GETTIME,
+        [id, 0, 0, 0, 0, 0],
+        1,
+        &format!("timer_gettime({id})"),
+    );
+    let (now_i, now_at) = b.call_out::<[i64; 2]>(
+        abi::nr::CLOCK_GETTIME,
+        [timer.clock as u64, 0, 0, 0, 0, 0],
+        1,
+        "clock_gettime",
+    );
+    let mut inj = Injector::new(&t.tracee, t.regs, syscall_ip);
+    let out = run(&mut inj, pid, tid, b)?;
+    let accepted = out.result(pid, tid, wait_i);
+    let info: [u8; 128] = out.value(info_at);
+    let (_, code, timer_id, overrun) = siginfo_timer(&info);
+    let times = out
+        .result(pid, tid, get_i)
+        .and_then(|_| out.result(pid, tid, now_i));
+    let spec: Itimerspec = out.value(spec_at);
+    let now: [i64; 2] = out.value(now_at);
+    if accepted.is_err() || code != SI_TIMER || timer_id != timer.id || times.is_err() {
+        // Cannot happen while the tree is frozen (the queue was just read); if it does,
+        // give a signal back rather than lose it, and fail the dump.
+        if accepted.is_ok() {
+            let mut b = Batch::new(area);
+            let info_addr = b.input(&info);
+            b.call(
+                abi::nr::RT_TGSIGQUEUEINFO,
+                [pid as u64, tid as u64, timer.signo as u64, info_addr, 0, 0],
+                "rt_tgsigqueueinfo",
+            );
+            run(&mut inj, pid, tid, b)?;
+        }
+        inj.finish()
+            .ctx(pid, || format!("restore registers of thread {tid}"))?;
+        accepted?;
+        times?;
+        return Err(DumpError::Invalid(format!(
+            "process {pid}: timer {}: its pending signal changed while frozen",
+            timer.id
+        )));
+    }
+    let overrun = overrun.max(0) as u32;
+    let value = spec.past_expiry(now, overrun);
+    let mut b = Batch::new(area);
+    let new = b.input(stasis_sys::mem::bytes_of(&Itimerspec {
+        interval_sec: spec.interval_sec,
+        interval_nsec: spec.interval_nsec,
+        value_sec: value[0],
+        value_nsec: value[1],
+    }));
+    const TIMER_ABSTIME: u64 = 1;
+    let set_i = b.call(
+        abi::nr::TIMER_SETTIME,
+        [id, TIMER_ABSTIME, new, 0, 0, 0],
+        format!("timer_settime({id}, TIMER_ABSTIME)"),
+    );
+    let out = run(&mut inj, pid, tid, b)?;
+    inj.finish()
+        .ctx(pid, || format!("restore registers of thread {tid}"))?;
+    out.result(pid, tid, set_i)?;
+    Ok(overrun)
 }
 
 /// The image's general registers, rewound so an interrupted system call restarts.
@@ -579,6 +762,11 @@ pub fn core_entry(
             rseq_cs_pointer: None,
         }),
         stasis_timerslack_ns: Some(thread.timerslack_ns),
+        stasis_ioprio: stasis_sys::process::ioprio(tid)
+            .ctx(pid, || format!("read the I/O priority of {tid}"))?
+            .try_into()
+            .ok()
+            .filter(|p| *p != 0),
         ..Default::default()
     };
 
@@ -607,7 +795,11 @@ pub fn core_entry(
                     real: Some(itimer(&p.itimers[0])),
                     virt: Some(itimer(&p.itimers[1])),
                     prof: Some(itimer(&p.itimers[2])),
-                    posix: p.posix_timers.iter().map(posix_timer).collect(),
+                    posix: p
+                        .posix_timers
+                        .iter()
+                        .map(|t| posix_timer(t, p.pending_overruns.get(&t.0.id).copied()))
+                        .collect(),
                 }),
                 rlimits: Some(pb::TaskRlimitsEntry {
                     rlimits: limits
@@ -654,11 +846,12 @@ pub struct SeccompTable {
 }
 
 impl SeccompTable {
-    /// Adds a thread's chain (newest first, as ptrace returns it); returns the index of
-    /// its newest filter.
+    /// Adds a thread's chain (oldest first, as ptrace numbers them: the kernel counts
+    /// `PTRACE_SECCOMP_GET_FILTER` indexes from the first filter installed); returns the
+    /// index of its newest filter.
     pub fn add_chain(&mut self, chain: Vec<(Vec<u8>, u64)>) -> Option<u32> {
         let mut prev: Option<u32> = None;
-        for (filter, flags) in chain.into_iter().rev() {
+        for (filter, flags) in chain {
             let entry = pb::SeccompFilter {
                 filter,
                 prev,
@@ -677,7 +870,10 @@ impl SeccompTable {
     }
 }
 
-fn posix_timer((t, spec, overrun): &(proc::PosixTimer, Itimerspec, u32)) -> pb::PosixTimerEntry {
+fn posix_timer(
+    (t, spec, overrun): &(proc::PosixTimer, Itimerspec, u32),
+    pending_overrun: Option<u32>,
+) -> pb::PosixTimerEntry {
     pb::PosixTimerEntry {
         it_id: t.id as u32,
         clock_id: t.clock as u32,
@@ -690,5 +886,6 @@ fn posix_timer((t, spec, overrun): &(proc::PosixTimer, Itimerspec, u32)) -> pb::
         vsec: spec.value_sec as u64,
         vnsec: spec.value_nsec as u64,
         notify_thread_id: (t.notify & proc::SIGEV_THREAD_ID != 0).then_some(t.target),
+        stasis_pending_overrun: pending_overrun,
     }
 }

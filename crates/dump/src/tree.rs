@@ -1,7 +1,7 @@
 //! The dump of a whole tree: validation, freezing every process and thread, collection,
 //! image writing, and the final kill or resume.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -264,7 +264,10 @@ fn collect_and_write(
     let mut objects = ObjectIds::default();
     let mut pstree = Vec::new();
     let mut root_ids = None;
-    let mut next_pages_id = 1u32;
+    let mut pages = PageImages {
+        next_id: 1,
+        shmem_dumped: HashSet::new(),
+    };
     for m in members {
         let threads: Vec<u32> = if m.zombie {
             vec![m.pid as u32]
@@ -293,7 +296,7 @@ fn collect_and_write(
             cgroups: &mut cgroups,
             files: &mut files,
             seccomp: &mut seccomp,
-            next_pages_id: &mut next_pages_id,
+            pages: &mut pages,
         };
         dump_process(dir, opts, m, frozen, collect, ids, stats)?;
     }
@@ -433,7 +436,13 @@ fn look_inside_all<'t>(
     area: &stasis_sys::ptrace::RemoteArea,
 ) -> Result<Looked<'t>> {
     let t0 = Instant::now();
-    let (inside, thread_inside) = task::look_inside(leader, true, syscall_ip, area)?;
+    let mut all = vec![leader];
+    all.extend(others.iter().copied());
+    let pending_overruns = task::capture_timer_overruns(&all, syscall_ip, area)?;
+    let (mut inside, thread_inside) = task::look_inside(leader, true, syscall_ip, area)?;
+    if let Some(inside) = inside.as_mut() {
+        inside.pending_overruns = pending_overruns;
+    }
     let mut out = Vec::with_capacity(others.len());
     for t in others {
         out.push((t, task::look_inside(t, false, syscall_ip, area)?.1));
@@ -452,7 +461,22 @@ struct Collect<'a> {
     cgroups: &'a mut CgroupSets,
     files: &'a mut FileTable,
     seccomp: &'a mut task::SeccompTable,
-    next_pages_id: &'a mut u32,
+    pages: &'a mut PageImages,
+}
+
+/// The pages images of the whole dump.
+struct PageImages {
+    /// Id of the next pages image.
+    next_id: u32,
+    /// Shared memory objects already written (each once, whoever else maps it).
+    shmem_dumped: HashSet<u64>,
+}
+
+impl PageImages {
+    fn next(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
 }
 
 fn dump_process(
@@ -468,7 +492,7 @@ fn dump_process(
         cgroups,
         files,
         seccomp,
-        next_pages_id,
+        pages: page_images,
     } = collect;
     let pid = m.pid;
     let stat = &m.stat;
@@ -534,15 +558,14 @@ fn dump_process(
     );
 
     let t_mem = Instant::now();
-    let pages_id = *next_pages_id;
-    *next_pages_id += 1;
+    let pages_id = page_images.next();
     let pages_file = dir.rewrite_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
     let mut written = pages::copy_private_pages(pid, &space.runs, &pages_file)?;
     pages::write_pagemap(dir, pid, pages_id, &space.runs)?;
     for obj in space.shmem.iter_mut() {
-        let shm_pages_id = *next_pages_id;
-        *next_pages_id += 1;
-        written += pages::dump_shmem(dir, pid, obj, shm_pages_id)?;
+        if page_images.shmem_dumped.insert(obj.shmid) {
+            written += pages::dump_shmem(dir, pid, obj, page_images.next())?;
+        }
     }
     stats.memdump_us += elapsed_us(t_mem);
     stats.pages_written += written / PAGE_SIZE;

@@ -45,6 +45,10 @@ pub mod pe_flags {
     pub const LAZY: u32 = 1 << 1;
     /// The pages are in this dump's pages image.
     pub const PRESENT: u32 = 1 << 2;
+    /// stasis extension: the pages are the very pages of the parent process (shared
+    /// copy-on-write since a fork); the restore keeps them shared instead of storing them
+    /// twice. CRIU's readers show it as an unknown flag (0x10000).
+    pub const STASIS_COW_PARENT: u32 = 1 << 16;
 }
 
 /// `task_core_entry.task_state` values.

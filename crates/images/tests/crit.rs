@@ -221,6 +221,7 @@ fn thread_core(comm: &str) -> ThreadCoreEntry {
         }),
         cg_set: Some(1),
         stasis_timerslack_ns: Some(50_000),
+        stasis_ioprio: Some(0x4003),
     }
 }
 
@@ -262,6 +263,7 @@ fn main_core() -> CoreEntry {
                     vsec: 0,
                     vnsec: 999_000,
                     notify_thread_id: None,
+                    stasis_pending_overrun: Some(12),
                 }],
             }),
             rlimits: Some(TaskRlimitsEntry {

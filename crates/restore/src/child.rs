@@ -62,6 +62,7 @@ pub(crate) struct Context<'a> {
     pub images: &'a Images,
     pub plan: &'a Plan,
     pub files: &'a OpenedFiles,
+    pub shared: &'a memory::SharedObjects,
     /// Every fd number the tree uses is below this; our own fds are at or above it.
     pub high: RawFd,
     /// Write end of the message pipe to stasis.
@@ -231,6 +232,9 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
         cwd.as_raw_fd(),
         exe.as_raw_fd(),
     ]);
+    // The shared memory objects this process maps stay open until it has premapped.
+    let shared_fds = ctx.shared.fds_of(p);
+    keep.extend(&shared_fds);
     fs::close_all_except(token, &keep).ctx(pid, || "close inherited fds".into())?;
 
     // Where the process runs: cwd first (by fd), then the root.
@@ -267,7 +271,11 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
         t,
     );
     let t = std::time::Instant::now();
-    memory::premap_and_fill(images, p, &layout, &zone)?;
+    memory::premap_and_fill(images, ctx.shared, p, &layout, &zone)?;
+    for fd in shared_fds {
+        // The mappings hold the objects now.
+        let _ = fs::close_fd(token, fd);
+    }
     log("memory premapped and filled", t);
     let t = std::time::Instant::now();
 
@@ -290,13 +298,22 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
     let exe_fd = if same_exe { None } else { Some(fs::leak(exe)) };
     task::emit_mm(&mut prog, &mut arena, p, exe_fd);
     task::emit_process_state(&mut prog, &mut arena, p)?;
+    let regenerated = task::timers_regenerating_signals(p);
     let features = sigframe::loadable_features(p.tc().stasis_xcomp_perm.unwrap_or(0));
     // Further threads, created with their tids once the process-wide state is in place;
     // each runs its own part of the program on a stack of its own and ends in its own
     // frame. They start with root's credentials and set their own, as the leader does.
     for (tid, tcore) in &p.threads {
         let mut tp = Program::default();
-        task::emit_thread_state(&mut tp, &mut arena, pid, *tid, tcore, &images.seccomp)?;
+        task::emit_thread_state(
+            &mut tp,
+            &mut arena,
+            pid,
+            *tid,
+            tcore,
+            &images.seccomp,
+            &regenerated,
+        )?;
         let frame = thread_frame(&mut arena, tcore, 0, features);
         tp.trap();
         tp.sigreturn(frame);
@@ -313,8 +330,16 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
         let args_addr = arena.push(&args, 8);
         prog.clone_thread(args_addr, tp, format!("create thread {tid}"));
     }
-    task::emit_posix_timers(&mut prog, &mut arena, p);
-    task::emit_thread_state(&mut prog, &mut arena, pid, pid, &p.core, &images.seccomp)?;
+    task::emit_posix_timers(&mut prog, &mut arena, p)?;
+    task::emit_thread_state(
+        &mut prog,
+        &mut arena,
+        pid,
+        pid,
+        &p.core,
+        &images.seccomp,
+        &regenerated,
+    )?;
     let frame = thread_frame(&mut arena, &p.core, p.tc().blk_sigset, features);
     prog.trap();
     prog.sigreturn(frame);

@@ -8,8 +8,6 @@
 //! each slot to its final address; since the zone is free in the image, no move can
 //! clobber a slot not yet moved.
 
-use std::collections::HashMap;
-
 use stasis_images::consts::vma_status;
 use stasis_images::{PAGE_SIZE, pb};
 use stasis_sys::proc::{Vma, VmaPath};
@@ -38,27 +36,11 @@ pub struct Layout {
     pub slots: Vec<Option<u64>>,
     /// Temporary homes of the current vDSO pieces: (current start, length, slot).
     pub vdso_slots: Vec<(u64, u64, u64)>,
-    /// Where each shared anonymous object is built: shmid -> (slot, size).
-    pub shmem_slots: HashMap<u64, (u64, u64)>,
 }
 
 /// Whether an image vma is premapped in a slot (everything but the kernel's own areas).
 pub fn is_premapped(v: &pb::VmaEntry) -> bool {
     v.status & (vma_status::VSYSCALL | vma_status::VDSO | vma_status::VVAR) == 0
-}
-
-/// The size of each shared anonymous object: the furthest any vma maps into it.
-pub fn shmem_sizes(vmas: &[pb::VmaEntry]) -> HashMap<u64, u64> {
-    let mut sizes: HashMap<u64, u64> = HashMap::new();
-    for v in vmas
-        .iter()
-        .filter(|v| v.status & vma_status::ANON_SHARED != 0)
-    {
-        let end = v.pgoff + (v.end - v.start);
-        let e = sizes.entry(v.shmid).or_default();
-        *e = (*e).max(end);
-    }
-    sizes
 }
 
 /// The current vDSO pieces of this process, in address order.
@@ -72,16 +54,11 @@ pub fn current_vdso(current: &[Vma]) -> Vec<(u64, u64)> {
 
 /// Plans the zone for restoring `target` in a process currently laid out as `current`.
 pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
-    let shmem = shmem_sizes(target);
     let vdso = current_vdso(current);
-    // Size: bootstrap, vDSO slots, shmem objects, vma slots with guard pages and room
+    // Size: bootstrap, vDSO slots, vma slots with guard pages and room
     // for huge-page alignment.
     let mut size = BOOTSTRAP_RESERVE;
     size += vdso.iter().map(|(_, len)| len + PAGE_SIZE).sum::<u64>();
-    size += shmem
-        .values()
-        .map(|s| s.next_multiple_of(PAGE_SIZE) + PAGE_SIZE)
-        .sum::<u64>();
     for v in target.iter().filter(|v| is_premapped(v)) {
         let len = v.end - v.start;
         size += len + PAGE_SIZE + if len >= HUGE { HUGE } else { 0 };
@@ -120,13 +97,6 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         vdso_slots.push((cur, len, next));
         next += len + PAGE_SIZE;
     }
-    let mut shmem_slots = HashMap::new();
-    let mut ids: Vec<_> = shmem.iter().collect();
-    ids.sort_unstable();
-    for (id, size) in ids {
-        shmem_slots.insert(*id, (next, *size));
-        next += size.next_multiple_of(PAGE_SIZE) + PAGE_SIZE;
-    }
     let mut slots = Vec::with_capacity(target.len());
     for v in target {
         if !is_premapped(v) {
@@ -152,7 +122,6 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         bootstrap: zone_start,
         slots,
         vdso_slots,
-        shmem_slots,
     })
 }
 

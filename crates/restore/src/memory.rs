@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use stasis_images::consts::vma_status;
 use stasis_images::{ImageKind, PAGE_SIZE, pb};
 use stasis_sys::abi::{self, nr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use stasis_sys::mem::Reservation;
+use stasis_sys::mem::{FileWindow, Reservation};
 use stasis_sys::uffd::{ReadWindow, Userfault};
-use stasis_sys::{Errno, Pid, fs};
+use stasis_sys::{Pid, fs};
 
 use crate::error::{RestoreError, Result, SysContext, invalid};
 use crate::image::{Images, ProcessImage, entry_pages};
@@ -59,68 +59,108 @@ fn open_mapped_file(pid: Pid, reg: &pb::RegFileEntry, flags: u32) -> Result<Owne
     fs::open(path, mode, 0).ctx(pid, || format!("open mapped file {}", reg.name))
 }
 
-/// Premaps every vma of `p` into its slot and fills private and shared memory from the
-/// images. Returns the fds the mappings were made from (to be closed by the caller).
+/// Every shared anonymous memory object of the tree, created and filled once by stasis
+/// before it forks anything, at fd numbers above the tree's; each restore process maps
+/// its vmas from the ones it inherits, so processes that shared an object share it again.
+#[derive(Debug, Default)]
+pub struct SharedObjects {
+    by_id: HashMap<u64, OwnedFd>,
+}
+
+impl SharedObjects {
+    /// Creates and fills every object any process maps, at fd numbers >= `high`.
+    pub fn create_all(images: &Images, high: RawFd) -> Result<SharedObjects> {
+        let mut sizes: HashMap<u64, (u64, Pid)> = HashMap::new();
+        for p in &images.processes {
+            for v in
+                p.mm.vmas
+                    .iter()
+                    .filter(|v| v.status & vma_status::ANON_SHARED != 0)
+            {
+                let e = sizes.entry(v.shmid).or_insert((0, p.pid()));
+                e.0 = e.0.max(v.pgoff + (v.end - v.start));
+            }
+        }
+        let zero = fs::open(
+            std::path::Path::new("/dev/zero"),
+            libc::O_RDWR | libc::O_CLOEXEC,
+            0,
+        )
+        .map_err(|errno| RestoreError::Sys {
+            pid: images.processes.first().map_or(0, |p| p.pid()),
+            what: "open /dev/zero".into(),
+            errno,
+        })?;
+        let mut by_id = HashMap::new();
+        let mut ids: Vec<_> = sizes.into_iter().collect();
+        ids.sort_unstable();
+        for (shmid, (size, pid)) in ids {
+            let len = size.next_multiple_of(PAGE_SIZE);
+            let what = || format!("create shared memory object {shmid}");
+            // A shared mapping of /dev/zero is a new shared anonymous object, the same
+            // kind MAP_SHARED|MAP_ANONYMOUS makes.
+            let window = FileWindow::new(zero.as_fd(), len).ctx(pid, what)?;
+            if let Some(sh) = images.shmem.get(&shmid) {
+                let pages = open_image_file(
+                    images,
+                    pid,
+                    &ImageKind::Pages.file_name(u64::from(sh.pages_id)),
+                )?;
+                let mut offset = 0u64;
+                for e in &sh.pagemap {
+                    let bytes = entry_pages(e) * PAGE_SIZE;
+                    if e.vaddr.checked_add(bytes).is_none_or(|end| end > len) {
+                        return Err(invalid(
+                            ImageKind::ShmemPagemap.file_name(shmid),
+                            format!(
+                                "entry at offset {:#x} is beyond the object's {len} bytes",
+                                e.vaddr
+                            ),
+                        ));
+                    }
+                    window
+                        .read_file(pages.as_fd(), e.vaddr, bytes, offset)
+                        .ctx(pid, || {
+                            format!("read shared memory object {shmid} contents")
+                        })?;
+                    offset += bytes;
+                }
+            }
+            let file = window.backing_file().ctx(pid, what)?;
+            let file = fs::move_above(file, high).ctx(pid, what)?;
+            by_id.insert(shmid, file);
+        }
+        Ok(SharedObjects { by_id })
+    }
+
+    /// The object with this shmid.
+    pub fn get(&self, shmid: u64) -> Option<&OwnedFd> {
+        self.by_id.get(&shmid)
+    }
+
+    /// The fds of the objects `p` maps (to keep open until its memory is premapped).
+    pub fn fds_of(&self, p: &ProcessImage) -> Vec<RawFd> {
+        p.mm.vmas
+            .iter()
+            .filter(|v| v.status & vma_status::ANON_SHARED != 0)
+            .filter_map(|v| self.by_id.get(&v.shmid).map(|f| f.as_raw_fd()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Premaps every vma of `p` into its slot (shared anonymous ones from the inherited
+/// objects) and fills its private memory from the images.
 pub fn premap_and_fill(
     images: &Images,
+    shared: &SharedObjects,
     p: &ProcessImage,
     layout: &Layout,
     zone: &Reservation,
 ) -> Result<()> {
     let pid = p.pid();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-
-    // Shared anonymous objects: build each whole object once, fill it, then map the
-    // vmas from it through map_files, so all of them share one object as before.
-    let mut shmem_files: HashMap<u64, File> = HashMap::new();
-    for (shmid, (slot, size)) in &layout.shmem_slots {
-        let len = size.next_multiple_of(PAGE_SIZE);
-        zone.map(
-            *slot,
-            len,
-            rw,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            None,
-            0,
-        )
-        .ctx(pid, || format!("create shared memory object {shmid}"))?;
-        if let Some(sh) = images.shmem.get(shmid) {
-            let pages = open_image_file(
-                images,
-                pid,
-                &ImageKind::Pages.file_name(u64::from(sh.pages_id)),
-            )?;
-            let mut offset = 0u64;
-            for e in &sh.pagemap {
-                let bytes = entry_pages(e) * PAGE_SIZE;
-                if e.vaddr + bytes > len {
-                    return Err(invalid(
-                        ImageKind::ShmemPagemap.file_name(*shmid),
-                        format!(
-                            "entry at offset {:#x} is beyond the object's {len} bytes",
-                            e.vaddr
-                        ),
-                    ));
-                }
-                zone.read_file(pages.as_fd(), slot + e.vaddr, bytes, offset)
-                    .ctx(pid, || {
-                        format!("read shared memory object {shmid} contents")
-                    })?;
-                offset += bytes;
-            }
-        }
-        let path = format!("/proc/self/map_files/{:x}-{:x}", slot, slot + len);
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| RestoreError::Sys {
-                pid,
-                what: format!("open {path}"),
-                errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
-        shmem_files.insert(*shmid, file);
-    }
 
     for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
         let Some(slot) = *slot else { continue };
@@ -140,7 +180,7 @@ pub fn premap_and_fill(
             )
             .ctx(pid, what)?;
         } else if v.status & vma_status::ANON_SHARED != 0 {
-            let file = shmem_files.get(&v.shmid).ok_or_else(|| {
+            let file = shared.get(v.shmid).ok_or_else(|| {
                 invalid(
                     "mm",
                     format!("vma {:#x} uses unknown shared object {}", v.start, v.shmid),

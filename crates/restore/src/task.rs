@@ -6,10 +6,10 @@
 //! come last because dropping privileges would forbid the rest.
 
 use stasis_images::pb;
-use stasis_sys::abi::{self, nr};
-use stasis_sys::{Pid, proc};
+use stasis_sys::abi::{self, Itimerspec, nr};
+use stasis_sys::{Pid, proc, process};
 
-use crate::error::Result;
+use crate::error::{Result, SysContext};
 use crate::image::ProcessImage;
 use crate::program::{Arena, Program};
 
@@ -122,7 +122,7 @@ pub fn emit_process_state(prog: &mut Program, arena: &mut Arena, p: &ProcessImag
     if let Some(r) = &tc.rlimits {
         // Hard limits cannot be raised without CAP_SYS_RESOURCE: keep ours where the
         // image's are higher, and say so.
-        let ours = proc::read_limits(stasis_sys::process::getpid()).unwrap_or_default();
+        let ours = proc::read_limits(process::getpid()).unwrap_or_default();
         for (res, l) in r.rlimits.iter().enumerate() {
             let (mut cur, mut max) = (l.cur, l.max);
             if let Some(o) = ours.get(res)
@@ -187,8 +187,13 @@ pub fn emit_process_state(prog: &mut Program, arena: &mut Arena, p: &ProcessImag
         }
     }
     // Process-wide pending signals, queued to ourselves (allowed with any si_code).
+    let regenerated = timers_regenerating_signals(p);
     if let Some(q) = &tc.signals_s {
-        for s in &q.signals {
+        for s in q
+            .signals
+            .iter()
+            .filter(|s| !is_regenerated(&s.siginfo, &regenerated))
+        {
             let signo = siginfo_signo(&s.siginfo, pid)?;
             let info = arena.push(&s.siginfo, 8);
             prog.syscall(
@@ -199,6 +204,28 @@ pub fn emit_process_state(prog: &mut Program, arena: &mut Arena, p: &ProcessImag
         }
     }
     Ok(())
+}
+
+/// The timers that queue their own pending signal again when restored (they are armed in
+/// the past, see [`emit_posix_timers`]).
+pub fn timers_regenerating_signals(p: &ProcessImage) -> Vec<u32> {
+    p.tc()
+        .timers
+        .iter()
+        .flat_map(|t| &t.posix)
+        .filter(|t| t.stasis_pending_overrun.is_some())
+        .map(|t| t.it_id)
+        .collect()
+}
+
+/// Whether a pending signal is the own signal of one of the `regenerated` timers.
+fn is_regenerated(info: &[u8], regenerated: &[u32]) -> bool {
+    const SI_TIMER: i32 = -2;
+    let int = |at: usize| {
+        info.get(at..at + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    int(8) == Some(SI_TIMER) && int(16).is_some_and(|id| regenerated.contains(&(id as u32)))
 }
 
 fn siginfo_signo(info: &[u8], pid: Pid) -> Result<u64> {
@@ -225,6 +252,7 @@ pub fn emit_thread_state(
     tid: Pid,
     core: &pb::CoreEntry,
     filters: &[pb::SeccompFilter],
+    regenerated: &[u32],
 ) -> Result<()> {
     let ti = core.thread_info.as_ref().expect("validated at load");
     let tcore = core.thread_core.as_ref().expect("validated at load");
@@ -273,6 +301,14 @@ pub fn emit_thread_state(
             "prctl(PR_SET_TIMERSLACK)",
         );
     }
+    if let Some(prio) = tcore.stasis_ioprio {
+        const IOPRIO_WHO_PROCESS: u64 = 1;
+        prog.syscall(
+            nr::IOPRIO_SET,
+            [IOPRIO_WHO_PROCESS, 0, u64::from(prio), 0, 0, 0],
+            "ioprio_set",
+        );
+    }
     if let Some(sig) = tcore.pdeath_sig
         && sig != 0
     {
@@ -283,7 +319,11 @@ pub fn emit_thread_state(
         );
     }
     if let Some(q) = &tcore.signals_p {
-        for s in &q.signals {
+        for s in q
+            .signals
+            .iter()
+            .filter(|s| !is_regenerated(&s.siginfo, regenerated))
+        {
             let signo = siginfo_signo(&s.siginfo, pid)?;
             let info = arena.push(&s.siginfo, 8);
             prog.syscall(
@@ -390,22 +430,23 @@ fn caps64(words: &[u32]) -> u64 {
         | (u64::from(words.get(1).copied().unwrap_or(0)) << 32)
 }
 
-/// Credentials, in the order the kernel allows: keep capabilities across the uid change,
-/// groups and gids while still privileged, uids, then capability sets, ambient set,
-/// no_new_privs, and the final securebits.
+/// Credentials, in the order the kernel allows: no uid fixups (capabilities stay while
+/// the uids change), groups, gids and uids while still privileged, the image's securebits
+/// while CAP_SETPCAP is still effective, the bounding set, the capability sets, the
+/// ambient set, and no_new_privs last.
 fn emit_creds(prog: &mut Program, arena: &mut Arena, c: &pb::CredsEntry) {
-    const SECBIT_KEEP_CAPS: u64 = 1 << 4;
+    const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
     prog.syscall(
         nr::PRCTL,
         [
             libc::PR_SET_SECUREBITS as u64,
-            u64::from(c.secbits) | SECBIT_KEEP_CAPS,
+            SECBIT_NO_SETUID_FIXUP,
             0,
             0,
             0,
             0,
         ],
-        "prctl(PR_SET_SECUREBITS) keeping capabilities",
+        "prctl(PR_SET_SECUREBITS) keeping capabilities across setresuid",
     );
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let groups_addr = arena.push(&groups, 8);
@@ -447,6 +488,18 @@ fn emit_creds(prog: &mut Program, arena: &mut Arena, c: &pb::CredsEntry) {
         nr::SETFSUID,
         [u64::from(c.fsuid), 0, 0, 0, 0, 0],
         "setfsuid",
+    );
+    prog.syscall(
+        nr::PRCTL,
+        [
+            libc::PR_SET_SECUREBITS as u64,
+            u64::from(c.secbits),
+            0,
+            0,
+            0,
+            0,
+        ],
+        "prctl(PR_SET_SECUREBITS)",
     );
     // Drop bounding-set capabilities the image lacks.
     let bnd = caps64(&c.cap_bnd);
@@ -497,18 +550,6 @@ fn emit_creds(prog: &mut Program, arena: &mut Arena, c: &pb::CredsEntry) {
             "prctl(PR_SET_NO_NEW_PRIVS)",
         );
     }
-    prog.syscall(
-        nr::PRCTL,
-        [
-            libc::PR_SET_SECUREBITS as u64,
-            u64::from(c.secbits),
-            0,
-            0,
-            0,
-            0,
-        ],
-        "prctl(PR_SET_SECUREBITS)",
-    );
 }
 
 /// Scheduling policy, real-time priority and nice value of the calling thread, with one
@@ -540,11 +581,12 @@ fn emit_sched(prog: &mut Program, arena: &mut Arena, tcore: &pb::ThreadCoreEntry
 /// id it is given), notification, and remaining time and interval. They come after the
 /// threads exist: a timer may signal a particular thread. The overrun count is the
 /// kernel's own and cannot be set; it starts again from zero.
-pub fn emit_posix_timers(prog: &mut Program, arena: &mut Arena, p: &ProcessImage) {
+pub fn emit_posix_timers(prog: &mut Program, arena: &mut Arena, p: &ProcessImage) -> Result<()> {
     let Some(timers) = p.tc().timers.as_ref().filter(|t| !t.posix.is_empty()) else {
-        return;
+        return Ok(());
     };
     const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+    const TIMER_ABSTIME: u64 = 1;
     prog.syscall(
         nr::PRCTL,
         [PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0, 0],
@@ -564,18 +606,41 @@ pub fn emit_posix_timers(prog: &mut Program, arena: &mut Arena, p: &ProcessImage
             [u64::from(t.clock_id), sev_addr, id_addr, 0, 0, 0],
             format!("timer_create(id {}, clock {})", t.it_id, t.clock_id),
         );
-        if t.vsec != 0 || t.vnsec != 0 {
-            let spec = arena.push(&u64_bytes(&[t.isec, t.insec, t.vsec, t.vnsec]), 8);
-            prog.syscall(
-                nr::TIMER_SETTIME,
-                [u64::from(t.it_id), 0, spec, 0, 0, 0],
-                format!("timer_settime({})", t.it_id),
-            );
-        }
+        let spec = Itimerspec {
+            interval_sec: t.isec as i64,
+            interval_nsec: t.insec as i64,
+            value_sec: t.vsec as i64,
+            value_nsec: t.vnsec as i64,
+        };
+        let (flags, spec) = match t.stasis_pending_overrun {
+            // Its signal was pending with this overrun: armed in the past, the timer fires
+            // at once and queues its signal, which counts the overrun again on delivery.
+            Some(overrun) => {
+                let now = process::clock_now(t.clock_id as i32).ctx(p.pid(), || {
+                    format!("read clock {} for timer {}", t.clock_id, t.it_id)
+                })?;
+                let at = spec.past_expiry(now, overrun);
+                let abs = Itimerspec {
+                    value_sec: at[0],
+                    value_nsec: at[1],
+                    ..spec
+                };
+                (TIMER_ABSTIME, abs)
+            }
+            None if t.vsec == 0 && t.vnsec == 0 => continue,
+            None => (0, spec),
+        };
+        let spec = arena.push(stasis_sys::mem::bytes_of(&spec), 8);
+        prog.syscall(
+            nr::TIMER_SETTIME,
+            [u64::from(t.it_id), flags, spec, 0, 0, 0],
+            format!("timer_settime({})", t.it_id),
+        );
     }
     prog.syscall(
         nr::PRCTL,
         [PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0, 0],
         "prctl(PR_TIMER_CREATE_RESTORE_IDS, off)",
     );
+    Ok(())
 }

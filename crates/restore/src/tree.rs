@@ -15,6 +15,7 @@ use crate::error::{RestoreError, Result, SysContext};
 use crate::files::OpenedFiles;
 use crate::finalize;
 use crate::image::{self, Images};
+use crate::memory::SharedObjects;
 use crate::plan::{self, Plan};
 
 /// What to restore and how.
@@ -99,6 +100,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         .max(2)
         + 1;
     let files = OpenedFiles::open_all(&images, high)?;
+    let shared = SharedObjects::create_all(&images, high)?;
     let pipes = pipes(high)?;
 
     // Restore processes start with every signal blocked; the restored masks come from
@@ -110,6 +112,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             images: &images,
             plan: &plan,
             files: &files,
+            shared: &shared,
             high,
             to_stasis: pipes.to_stasis.as_raw_fd(),
             barrier: pipes.barrier_read.as_raw_fd(),
@@ -137,6 +140,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         ..
     } = pipes;
     drop(files);
+    drop(shared);
 
     let result = supervise(&images, from_children, barrier_write, go_write);
     if let Err(e) = result {

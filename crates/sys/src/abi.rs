@@ -194,6 +194,21 @@ pub struct Itimerspec {
     pub value_nsec: i64,
 }
 
+impl Itimerspec {
+    /// For a timer whose next expiry is `value` from `now` (on its clock): the absolute
+    /// time `overrun + 1` periods before that expiry (at least 1 ns: zero would disarm).
+    /// Armed there, the timer fires at once and counts `overrun` missed periods when its
+    /// signal is delivered, as if it had been running all along.
+    pub fn past_expiry(&self, now: [i64; 2], overrun: u32) -> [i64; 2] {
+        const NS: i128 = 1_000_000_000;
+        let ns = |s: i64, n: i64| i128::from(s) * NS + i128::from(n);
+        let next = ns(now[0], now[1]) + ns(self.value_sec, self.value_nsec);
+        let period = ns(self.interval_sec, self.interval_nsec);
+        let at = (next - (i128::from(overrun) + 1) * period).max(1);
+        [(at / NS) as i64, (at % NS) as i64]
+    }
+}
+
 /// `struct clone_args` for clone3.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -288,6 +303,8 @@ pub mod nr {
     pub const EXIT_GROUP: u64 = 231;
     pub const RT_SIGQUEUEINFO: u64 = 129;
     pub const RT_TGSIGQUEUEINFO: u64 = 297;
+    pub const RT_SIGTIMEDWAIT: u64 = 128;
+    pub const CLOCK_GETTIME: u64 = 228;
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const GET_ROBUST_LIST: u64 = 274;
     pub const PRLIMIT64: u64 = 302;
@@ -300,6 +317,7 @@ pub mod nr {
     pub const RSEQ: u64 = 334;
     pub const CLONE3: u64 = 435;
     pub const SCHED_SETATTR: u64 = 314;
+    pub const IOPRIO_SET: u64 = 251;
     pub const MEMBARRIER: u64 = 324;
     pub const TIMER_CREATE: u64 = 222;
     pub const TIMER_SETTIME: u64 = 223;

@@ -1,7 +1,7 @@
 //! Memory: other processes' memory (`process_vm_readv`, `PAGEMAP_SCAN`) and our own
 //! mappings (`mmap`, `mremap`, `madvise`).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::abi::{self, PageRegion, PmScanArg};
 use crate::{Errno, Pid, Result};
@@ -26,6 +26,8 @@ unsafe impl Pod for i32 {}
 unsafe impl Pod for i64 {}
 // SAFETY: arrays of integers accept every bit pattern.
 unsafe impl Pod for [u8; 128] {}
+// SAFETY: arrays of integers accept every bit pattern.
+unsafe impl Pod for [i64; 2] {}
 // SAFETY: repr(C) struct of u64 fields only.
 unsafe impl Pod for abi::KernelSigaction {}
 // SAFETY: repr(C) struct of integer fields only.
@@ -541,6 +543,24 @@ impl FileWindow {
         Errno::result(r as libc::c_long).map(|n| n as usize)
     }
 
+    /// Opens the file behind the window through `/proc/self/map_files` (needs
+    /// CAP_SYS_ADMIN): for a window on `/dev/zero`, the new shared anonymous object itself.
+    pub fn backing_file(&self) -> Result<OwnedFd> {
+        if self.len == 0 {
+            return Err(Errno(libc::EINVAL));
+        }
+        let path = format!(
+            "/proc/self/map_files/{:x}-{:x}",
+            self.addr,
+            self.addr + self.len
+        );
+        crate::fs::open(
+            std::path::Path::new(&path),
+            libc::O_RDWR | libc::O_CLOEXEC,
+            0,
+        )
+    }
+
     /// Reads `len` bytes of `fd` at `file_offset` into the window at `offset`.
     pub fn read_file(
         &self,
@@ -563,4 +583,53 @@ impl Drop for FileWindow {
             unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
         }
     }
+}
+
+/// A page's entry in `/proc/PID/pagemap`: present bit, exclusive bit and frame number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagemapWord(pub u64);
+
+impl PagemapWord {
+    /// Whether the page is in memory.
+    pub fn present(self) -> bool {
+        self.0 & (1 << 63) != 0
+    }
+
+    /// Whether only this process maps the page (it cannot be shared).
+    pub fn exclusive(self) -> bool {
+        self.0 & (1 << 56) != 0
+    }
+
+    /// The page frame number (visible to CAP_SYS_ADMIN; 0 otherwise).
+    pub fn pfn(self) -> u64 {
+        self.0 & ((1 << 55) - 1)
+    }
+}
+
+/// Reads the pagemap words of `pages` pages from `addr` of an open `/proc/PID/pagemap`.
+pub fn read_pagemap(pagemap: BorrowedFd<'_>, addr: u64, pages: u64) -> Result<Vec<PagemapWord>> {
+    let mut bytes = vec![0u8; pages as usize * 8];
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let offset = (addr / abi::PAGE_SIZE) * 8 + done as u64;
+        // SAFETY: reads into our own buffer.
+        let r = unsafe {
+            libc::pread64(
+                pagemap.as_raw_fd(),
+                bytes[done..].as_mut_ptr().cast(),
+                bytes.len() - done,
+                offset as i64,
+            )
+        };
+        match Errno::result(r as libc::c_long) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => done += n as usize,
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| PagemapWord(u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))))
+        .collect())
 }

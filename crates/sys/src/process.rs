@@ -118,6 +118,20 @@ pub fn prctl(option: i32, a2: u64, a3: u64, a4: u64, a5: u64) -> Result<i32> {
     Errno::result(r.into()).map(|v| v as i32)
 }
 
+/// The I/O priority of thread `tid` (`ioprio_get(IOPRIO_WHO_PROCESS, tid)`).
+pub fn ioprio(tid: Pid) -> Result<i32> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: ioprio_get takes two integers and touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_get,
+            IOPRIO_WHO_PROCESS,
+            libc::c_long::from(tid),
+        )
+    };
+    Errno::result(r).map(|v| v as i32)
+}
+
 /// Marks us as a child subreaper: orphans below us are reparented to us.
 pub fn set_child_subreaper() -> Result<()> {
     prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0).map(drop)
@@ -192,6 +206,18 @@ pub fn boottime_ns() -> u64 {
     // SAFETY: writes only to `ts`.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The current time of `clock` (seconds, nanoseconds).
+pub fn clock_now(clock: i32) -> Result<[i64; 2]> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes only to `ts`.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    Errno::result(r.into())?;
+    Ok([ts.tv_sec, ts.tv_nsec])
 }
 
 /// Exits the calling process at once, without running destructors or atexit handlers
@@ -372,6 +398,25 @@ pub fn wait_any() -> Result<Option<Pid>> {
             Errno(libc::EINTR) => continue,
             Errno(libc::ECHILD) => return Ok(None),
             e => return Err(e),
+        }
+    }
+}
+
+/// Reaps every child that has already terminated, without blocking; returns how many.
+pub fn reap_terminated() -> Result<usize> {
+    let mut reaped = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to our status integer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+        if r > 0 {
+            reaped += 1;
+            continue;
+        }
+        match (r, Errno::last()) {
+            (0, _) | (_, Errno(libc::ECHILD)) => return Ok(reaped),
+            (_, Errno(libc::EINTR)) => continue,
+            (_, e) => return Err(e),
         }
     }
 }

@@ -129,6 +129,20 @@ impl Tracee {
     /// the caller can queue it again (nothing is lost).
     pub fn interrupt_and_wait(&self) -> Result<(Stop, Vec<RawSiginfo>)> {
         self.interrupt()?;
+        self.wait_past_signals()
+    }
+
+    /// Resumes a thread from the group-stop (job control) report that seizing a stopped
+    /// thread makes; the interrupt requested by [`Tracee::interrupt_and_wait`] is still
+    /// pending, so it traps again at once, and a resume from that trap runs injected
+    /// code (a resume from the first would only take the pending trap). Returns the stop
+    /// as `interrupt_and_wait` does.
+    pub fn leave_group_stop(&self) -> Result<(Stop, Vec<RawSiginfo>)> {
+        self.cont(0)?;
+        self.wait_past_signals()
+    }
+
+    fn wait_past_signals(&self) -> Result<(Stop, Vec<RawSiginfo>)> {
         let mut dequeued = Vec::new();
         loop {
             match self.wait()? {
@@ -289,7 +303,7 @@ impl Tracee {
         Ok(conf)
     }
 
-    /// The thread's seccomp filters, newest first: each as its `struct sock_filter`
+    /// The thread's seccomp filters, oldest first (index 0 is the first installed):
     /// program bytes and the `SECCOMP_FILTER_FLAG_*` flags it was installed with.
     pub fn seccomp_filters(&self) -> Result<Vec<(Vec<u8>, u64)>> {
         let mut out = Vec::new();

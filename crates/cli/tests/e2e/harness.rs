@@ -250,14 +250,20 @@ impl Running {
             !status.success(),
             "the dumped process exited normally instead of being killed"
         );
+        // Its descendants died with it (the dump waits for that) and were reparented to
+        // us, the subreaper, as zombies: reap them too, so their pids are free.
+        process::reap_terminated().expect("reap the dumped tree");
     }
 
     /// Sends SIGTERM and waits for the process (original or restored) to exit, returning
     /// its verdict.
+    /// The verdict file is removed once read, so a later run must write its own.
     pub fn finish(&mut self) -> String {
         process::kill(self.pid, libc::SIGTERM).expect("send SIGTERM");
         self.wait_exit();
-        read_lossy(&self.verdict)
+        let verdict = read_lossy(&self.verdict);
+        let _ = std::fs::remove_file(&self.verdict);
+        verdict
     }
 
     /// Waits for the process to exit (it is our child, or reparented to us).
@@ -292,6 +298,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         // Never leave a process behind, whatever failed.
         if std::thread::panicking() {
+            for pid in descendants(self.pid) {
+                let _ = process::kill(pid, libc::SIGKILL);
+            }
             let _ = process::kill(self.pid, libc::SIGKILL);
             if let Some(mut c) = self.child.take() {
                 let _ = c.wait();
@@ -302,9 +311,75 @@ impl Drop for Running {
     }
 }
 
-/// `crit decode` must accept every image file in `dir` (raw pages excepted).
+/// Every live descendant of `root` (by parent links in /proc), deepest last.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The parent is the second field after the parenthesised name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// What `crit decode` does to each file (load with pycriu, convert to JSON), for many
+/// files in one interpreter: one `crit` process per file costs ~70 ms, which a dump with
+/// a thousand thread cores turns into more than a minute.
+const CRIT_DECODE_ALL: &str = r#"
+import json, sys
+import pycriu
+bad = []
+for path in sys.argv[1:]:
+    try:
+        with open(path, "rb") as f:
+            json.dumps(pycriu.images.load(f, False, False))
+    except BaseException as e:
+        bad.append("%s: %r" % (path, e))
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"#;
+
+/// The interpreter `crit` runs with (its `#!` line), so its own pycriu is used.
+fn crit_interpreter() -> String {
+    let out = Command::new("sh")
+        .args(["-c", "command -v crit"])
+        .output()
+        .expect("run sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        !path.is_empty(),
+        "crit is missing: install Debian's criu package (apt-get install criu)"
+    );
+    let script = std::fs::read_to_string(&path).expect("read the crit script");
+    script
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#!"))
+        .map(|l| l.trim().to_owned())
+        .expect("crit starts with a #! line")
+}
+
+/// `crit decode` must accept every image file in `dir` (raw pages excepted): the crit
+/// command itself decodes the inventory, and crit's library every file.
 pub fn assert_crit_decodes(dir: &Path) {
-    let mut checked = 0;
+    let mut images = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read image dir") {
         let path = entry.expect("dir entry").path();
         let name = path
@@ -313,22 +388,40 @@ pub fn assert_crit_decodes(dir: &Path) {
             .unwrap_or_default()
             .to_owned();
         let is_image = name.ends_with(".img") || name.starts_with("stats-");
-        if !is_image || name.starts_with("pages-") {
-            continue;
+        if is_image && !name.starts_with("pages-") {
+            images.push(path);
         }
-        let out = Command::new("crit")
-            .args(["decode", "-i"])
-            .arg(&path)
-            .output()
-            .expect("crit is missing: install Debian's criu package (apt-get install criu)");
-        assert!(
-            out.status.success(),
-            "crit decode {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        checked += 1;
     }
-    assert!(checked >= 8, "only {checked} images in {}", dir.display());
+    assert!(
+        images.len() >= 8,
+        "only {} images in {}",
+        images.len(),
+        dir.display()
+    );
+    let out = Command::new("crit")
+        .args(["decode", "-i"])
+        .arg(dir.join("inventory.img"))
+        .output()
+        .expect("crit is missing: install Debian's criu package (apt-get install criu)");
+    assert!(
+        out.status.success(),
+        "crit decode inventory.img failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let interpreter = crit_interpreter();
+    let mut words = interpreter.split_whitespace();
+    let out = Command::new(words.next().expect("interpreter"))
+        .args(words)
+        .args(["-c", CRIT_DECODE_ALL])
+        .args(&images)
+        .output()
+        .expect("run crit's interpreter");
+    assert!(
+        out.status.success(),
+        "crit decode failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Dumps `pid` into `dir` with extra options; asserts success and crit-decodability.
@@ -347,6 +440,38 @@ pub fn restore(dir: &Path, extra: &[&str]) {
     let mut args = vec!["restore", "-D", dir_s, "-d", "-v4", "-o", "restore.log"];
     args.extend_from_slice(extra);
     stasis_ok(&args, Some(&dir.join("restore.log")));
+}
+
+/// Status field `name` of /proc/PID/status, if the process exists.
+pub fn status_field(pid: i32, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// A dump with `--leave-running` must leave the whole tree running, untraced and
+/// unharmed (the fixture still passes), and the images must restore once it is gone.
+pub fn leave_running_then_restore(test: &str, how: Start<'_>) {
+    let _serial = setup();
+    let scratch = Scratch::new(test);
+    let mut run = start(&scratch, how);
+    let images = scratch.join("images");
+    dump(run.pid, &images, &["--leave-running"]);
+    let mut tree = descendants(run.pid);
+    tree.push(run.pid);
+    for pid in tree {
+        let tracer = status_field(pid, "TracerPid");
+        assert!(
+            tracer.is_none() || tracer.as_deref() == Some("0"),
+            "process {pid} is still traced after the dump (TracerPid {tracer:?})"
+        );
+    }
+    run.assert_pass();
+    // The original tree's descendants come back to us when it ends.
+    process::reap_terminated().expect("reap the original tree");
+    restore(&images, &[]);
+    run.assert_pass();
 }
 
 /// The full cycle for a self-verifying fixture: start, dump (kill), restore, verdict.

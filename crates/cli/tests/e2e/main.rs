@@ -6,3 +6,4 @@ mod harness;
 mod fixtures;
 mod programs;
 mod safety;
+mod tasks;

@@ -281,6 +281,9 @@ pub struct ThreadCoreEntry {
     /// Stasis extension: timer slack in nanoseconds (`PR_GET_TIMERSLACK`).
     #[prost(uint64, optional, tag = "1000")]
     pub stasis_timerslack_ns: Option<u64>,
+    /// Stasis extension: I/O priority (`ioprio_get`), when one was set.
+    #[prost(uint32, optional, tag = "1001")]
+    pub stasis_ioprio: Option<u32>,
 }
 
 /// Resource limits of a process, indexed by `RLIMIT_*`.
@@ -499,6 +502,10 @@ pub struct PosixTimerEntry {
     /// Thread notified with `SIGEV_THREAD_ID`.
     #[prost(int32, optional, tag = "11")]
     pub notify_thread_id: Option<i32>,
+    /// Stasis extension: the timer's own signal is pending and will count this overrun
+    /// when delivered (see the restore: the timer is armed in the past to fire again).
+    #[prost(uint32, optional, tag = "1000")]
+    pub stasis_pending_overrun: Option<u32>,
 }
 
 /// All timers of a process.

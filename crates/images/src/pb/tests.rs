@@ -119,6 +119,7 @@ fn core() -> CoreEntry {
                     vsec: 3,
                     vnsec: 4,
                     notify_thread_id: Some(42),
+                    stasis_pending_overrun: None,
                 }],
             }),
             rlimits: Some(TaskRlimitsEntry {
@@ -204,6 +205,7 @@ fn core() -> CoreEntry {
             }),
             cg_set: Some(1),
             stasis_timerslack_ns: Some(50_000),
+            stasis_ioprio: None,
         }),
     }
 }

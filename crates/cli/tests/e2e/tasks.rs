@@ -1,0 +1,102 @@
+//! Process trees, threads and per-task kernel state (one self-verifying fixture each).
+
+use crate::harness::{Start, checkpoint_restore_fixture, leave_running_then_restore};
+
+#[test]
+fn threads_with_per_thread_state() {
+    checkpoint_restore_fixture("threads", Start::new("threads"));
+}
+
+#[test]
+fn a_thousand_threads_in_futex_wait() {
+    checkpoint_restore_fixture("threads_many", Start::new("threads_many"));
+}
+
+#[test]
+fn tree_with_groups_and_sessions() {
+    checkpoint_restore_fixture("tree", Start::new("tree"));
+}
+
+#[test]
+fn zombies_keep_their_exit_status() {
+    checkpoint_restore_fixture("zombies", Start::new("zombies"));
+}
+
+#[test]
+fn stopped_child_stays_stopped() {
+    checkpoint_restore_fixture("stopped", Start::new("stopped"));
+}
+
+#[test]
+fn interval_and_posix_timers() {
+    checkpoint_restore_fixture("timers", Start::new("timers"));
+}
+
+#[test]
+fn credentials_and_capabilities() {
+    checkpoint_restore_fixture("creds", Start::new("creds"));
+}
+
+#[test]
+fn personality_prctl_sched_rlimits() {
+    checkpoint_restore_fixture("task_misc", Start::new("task_misc"));
+}
+
+#[test]
+fn stacked_seccomp_filters() {
+    checkpoint_restore_fixture("seccomp", Start::new("seccomp"));
+}
+
+#[test]
+fn seccomp_filters_installed_with_tsync() {
+    checkpoint_restore_fixture(
+        "seccomp_tsync",
+        Start {
+            args: &["tsync"],
+            ..Start::new("seccomp")
+        },
+    );
+}
+
+#[test]
+fn seccomp_strict_mode() {
+    checkpoint_restore_fixture("seccomp_strict", Start::new("seccomp_strict"));
+}
+
+// The same states must survive a dump that leaves the tree running.
+
+#[test]
+fn leave_running_threads() {
+    leave_running_then_restore("leave_running_threads", Start::new("threads"));
+}
+
+#[test]
+fn leave_running_tree() {
+    leave_running_then_restore("leave_running_tree", Start::new("tree"));
+}
+
+#[test]
+fn leave_running_zombies() {
+    leave_running_then_restore("leave_running_zombies", Start::new("zombies"));
+}
+
+#[test]
+fn leave_running_stopped_child() {
+    leave_running_then_restore("leave_running_stopped", Start::new("stopped"));
+}
+
+#[test]
+fn leave_running_timers() {
+    leave_running_then_restore("leave_running_timers", Start::new("timers"));
+}
+
+#[test]
+fn leave_running_seccomp_tsync() {
+    leave_running_then_restore(
+        "leave_running_seccomp_tsync",
+        Start {
+            args: &["tsync"],
+            ..Start::new("seccomp")
+        },
+    );
+}
