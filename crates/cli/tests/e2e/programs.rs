@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Scratch, dump, restore, setup, start_command, start_program, stasis};
+use crate::harness::{
+    Running, Scratch, descendants, dump, restore, setup, start_command, start_program, stasis,
+};
 
 /// The syscall a task is blocked in (from /proc/PID/syscall), if any.
 fn blocked_syscall(pid: i32) -> Option<u64> {
@@ -130,4 +132,191 @@ fn cat_blocked_reading_its_terminal_as_a_shell_job() {
     });
     stasis_sys::process::kill(pid, libc::SIGKILL).unwrap();
     run.wait_exit();
+}
+
+/// Kills a restored program's whole process group (it leads its own session) at once, so
+/// nothing it forks in between escapes, and reaps everything: the group members were
+/// reparented to us, the subreaper, as their parents died.
+fn kill_group_and_reap(run: &mut Running) {
+    stasis_sys::process::kill(-run.pid, libc::SIGKILL).expect("kill the process group");
+    run.wait_exit();
+    while stasis_sys::process::wait_any()
+        .expect("reap the killed group")
+        .is_some()
+    {}
+}
+
+/// Numbers in a file the program rewrites (rename over, so never half-written).
+fn read_numbers(path: &Path) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.split_whitespace().map(|w| w.parse().ok()).collect()
+}
+
+#[test]
+fn python_threads_keep_working() {
+    let _serial = setup();
+    let scratch = Scratch::new("python_threads");
+    let out_file = scratch.join("counts");
+    // Eight worker threads, each counting on its own (blocking in sleep, the GIL and
+    // futexes in between); the main thread publishes the counts.
+    let script = format!(
+        r#"
+import os, threading, time
+out = {out:?}
+counts = [0] * 8
+def work(i):
+    while True:
+        counts[i] += 1
+        time.sleep(0.001)
+for i in range(8):
+    threading.Thread(target=work, args=(i,), daemon=True).start()
+while True:
+    with open(out + ".tmp", "w") as f:
+        f.write(" ".join(map(str, counts)))
+    os.rename(out + ".tmp", out)
+    time.sleep(0.005)
+"#,
+        out = out_file.to_str().unwrap()
+    );
+    let mut run = start_program(&scratch, "python3", &["-c", &script], true);
+    let pid = run.pid;
+    wait_until("every python thread to count", || {
+        read_numbers(&out_file).is_some_and(|c| c.len() == 8 && c.iter().all(|&n| n > 5))
+    });
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    let at_dump = read_numbers(&out_file).expect("counts at the dump");
+    restore(&images, &[]);
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count(),
+        threads,
+        "thread count changed across the restore"
+    );
+    // Every thread goes on counting, not just the main one.
+    wait_until("every restored python thread to count on", || {
+        read_numbers(&out_file)
+            .is_some_and(|c| c.len() == 8 && c.iter().zip(&at_dump).all(|(n, d)| *n > d + 20))
+    });
+    kill_group_and_reap(&mut run);
+}
+
+const JAVA_POOL: &str = r#"
+import java.io.FileOutputStream;
+import java.io.File;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicLong;
+
+public class Pool {
+    public static void main(String[] args) throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(16);
+        AtomicLong done = new AtomicLong();
+        File out = new File(args[0]), tmp = new File(args[0] + ".tmp");
+        while (true) {
+            for (int i = 0; i < 64; i++) {
+                pool.submit(() -> {
+                    long s = 0;
+                    for (int k = 0; k < 10000; k++) s += k;
+                    if (s != 49995000L) throw new AssertionError("bad sum " + s);
+                    done.incrementAndGet();
+                });
+            }
+            try (FileOutputStream f = new FileOutputStream(tmp)) {
+                f.write(Long.toString(done.get()).getBytes());
+            }
+            tmp.renameTo(out);
+            Thread.sleep(5);
+        }
+    }
+}
+"#;
+
+#[test]
+fn java_thread_pool_keeps_working() {
+    let _serial = setup();
+    let scratch = Scratch::new("java_pool");
+    std::fs::write(scratch.join("Pool.java"), JAVA_POOL).unwrap();
+    let javac = Command::new("javac")
+        .arg(scratch.join("Pool.java"))
+        .output()
+        .expect("run javac (Debian's default-jdk-headless)");
+    assert!(
+        javac.status.success(),
+        "javac: {}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let out_file = scratch.join("done");
+    let mut run = start_program(
+        &scratch,
+        "java",
+        &[
+            "-cp",
+            scratch.path.to_str().unwrap(),
+            "Pool",
+            out_file.to_str().unwrap(),
+        ],
+        true,
+    );
+    let pid = run.pid;
+    // A JVM has a few dozen threads: the pool's, GC, JIT compilers, signal dispatcher...
+    wait_until("the pool to run tasks", || {
+        read_numbers(&out_file).is_some_and(|c| c.first().is_some_and(|&n| n > 1000))
+    });
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count();
+    assert!(threads > 16, "only {threads} JVM threads");
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    let at_dump = read_numbers(&out_file).expect("count at the dump")[0];
+    restore(&images, &[]);
+    assert_eq!(
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count(),
+        threads,
+        "thread count changed across the restore"
+    );
+    wait_until("the restored pool to run tasks", || {
+        read_numbers(&out_file).is_some_and(|c| c.first().is_some_and(|&n| n > at_dump + 5000))
+    });
+    kill_group_and_reap(&mut run);
+}
+
+#[test]
+fn bash_with_children_keeps_working() {
+    let _serial = setup();
+    let scratch = Scratch::new("bash_children");
+    let out_file = scratch.join("count");
+    // A shell with a background subshell that keeps forking (`sleep`), a long-running
+    // child, and the shell itself waiting for both.
+    let script = format!(
+        "n=0; (while :; do n=$((n+1)); echo $n > {out}.tmp; mv {out}.tmp {out}; sleep 0.01; done) & sleep 1000 & wait",
+        out = out_file.to_str().unwrap()
+    );
+    let mut run = start_program(&scratch, "bash", &["-c", &script], true);
+    let pid = run.pid;
+    wait_until("the shell's loop to count", || {
+        read_numbers(&out_file).is_some_and(|c| c.first().is_some_and(|&n| n > 5))
+    });
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    let at_dump = read_numbers(&out_file).map_or(0, |c| c[0]);
+    restore(&images, &[]);
+    assert!(
+        descendants(pid).len() >= 2,
+        "the shell's children were not restored"
+    );
+    wait_until("the restored loop to count on", || {
+        read_numbers(&out_file).is_some_and(|c| c.first().is_some_and(|&n| n > at_dump + 20))
+    });
+    kill_group_and_reap(&mut run);
 }
