@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 
 use stasis_images::consts::vma_status;
-use stasis_images::pb;
+use stasis_images::{PAGE_SIZE, pb};
 use stasis_sys::abi::{self, PageRegion};
 use stasis_sys::mem::{self, ScanQuery};
 use stasis_sys::proc::{self, Vma, VmaPath};
@@ -26,9 +26,11 @@ pub struct Run {
     pub start: u64,
     /// One past the last address.
     pub end: u64,
-    /// Whether the vma is readable. process_vm_readv honours protections, so pages of
-    /// PROT_NONE or write-only vmas are read through /proc/PID/mem instead.
-    pub readable: bool,
+    /// Whether the pages may be copied with process_vm_readv: the vma is readable (it
+    /// honours protections) and only this process maps them (it pins what it reads, and
+    /// pinning a page shared copy-on-write unshares it: the dump would copy the
+    /// process's memory). Other pages are read through /proc/PID/mem, which does neither.
+    pub vm_readv: bool,
 }
 
 impl Run {
@@ -61,6 +63,9 @@ pub struct AddressSpace {
     pub vmas: Vec<pb::VmaEntry>,
     /// Private pages with data, sorted, never crossing a vma boundary.
     pub runs: Vec<Run>,
+    /// Private pages that are the very pages of the parent at the same address (shared
+    /// copy-on-write since a fork), sorted: stored once, in the parent's image.
+    pub cow: Vec<Run>,
     /// Shared anonymous objects.
     pub shmem: Vec<ShmemObject>,
     /// Size of `[vdso]` (0 if none).
@@ -111,14 +116,29 @@ fn map_flags(vma: &Vma) -> u32 {
     flags as u32
 }
 
-/// Builds the vma list of process `pid` and finds the pages to dump.
-pub fn collect(pid: Pid, files: &mut FileTable) -> Result<AddressSpace> {
+/// The parent of a process being dumped, for pages the two still share.
+#[derive(Clone, Copy, Debug)]
+pub struct Parent<'a> {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its vmas as dumped.
+    pub vmas: &'a [pb::VmaEntry],
+}
+
+/// Builds the vma list of process `pid` and finds the pages to dump; with its `parent`,
+/// the pages both still share are told apart.
+pub fn collect(
+    pid: Pid,
+    files: &mut FileTable,
+    parent: Option<Parent<'_>>,
+) -> Result<AddressSpace> {
     let vmas = proc::read_smaps(pid).pctx(pid)?;
-    let pagemap = File::open(proc::path(pid, "pagemap")).map_err(|e| DumpError::Sys {
-        pid,
-        what: "open /proc/PID/pagemap".into(),
-        errno: stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-    })?;
+    let pagemap = open_pagemap(pid)?;
+    // The parent's pagemap, read where a vma is inherited unchanged.
+    let parent = match parent {
+        Some(p) => Some((p, open_pagemap(p.pid)?)),
+        None => None,
+    };
     let mut space = AddressSpace::default();
     let mut scan_buf = Vec::new();
     let mut regions: Vec<PageRegion> = Vec::new();
@@ -241,20 +261,79 @@ pub fn collect(pid: Pid, files: &mut FileTable) -> Result<AddressSpace> {
                 &mut regions,
             )
             .ctx(pid, || format!("PAGEMAP_SCAN {}", resource()))?;
+            let from_parent = parent
+                .as_ref()
+                .filter(|(p, _)| p.vmas.iter().any(|pv| e.inherited_unchanged(pv)))
+                .map(|(p, map)| (p.pid, map));
             for r in &regions {
-                match space.runs.last_mut() {
-                    Some(last) if last.end == r.start && last.end != vma.start => last.end = r.end,
-                    _ => space.runs.push(Run {
-                        start: r.start,
-                        end: r.end,
-                        readable: vma.read,
-                    }),
-                }
+                classify(pid, &pagemap, from_parent, r, vma, &mut space)?;
             }
         }
         space.vmas.push(e);
     }
     Ok(space)
+}
+
+fn open_pagemap(pid: Pid) -> Result<File> {
+    File::open(proc::path(pid, "pagemap")).map_err(|e| DumpError::Sys {
+        pid,
+        what: "open /proc/PID/pagemap".into(),
+        errno: stasis_sys::Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+    })
+}
+
+/// Sorts the pages of a region into the ones the parent maps too (the same frame at the
+/// same address: shared copy-on-write since the fork, stored by the parent) and the
+/// process's own, noting which of these may be copied with process_vm_readv. Frame
+/// numbers are visible to CAP_SYS_ADMIN only; without them every page counts as the
+/// process's own.
+fn classify(
+    pid: Pid,
+    pagemap: &File,
+    parent: Option<(Pid, &File)>,
+    region: &PageRegion,
+    vma: &Vma,
+    space: &mut AddressSpace,
+) -> Result<()> {
+    let pages = (region.end - region.start) / PAGE_SIZE;
+    let mine = mem::read_pagemap(pagemap.as_fd(), region.start, pages)
+        .ctx(pid, || format!("read the pagemap at {:#x}", region.start))?;
+    let theirs = match parent {
+        Some((ppid, map)) => Some(
+            mem::read_pagemap(map.as_fd(), region.start, pages)
+                .ctx(ppid, || format!("read the pagemap at {:#x}", region.start))?,
+        ),
+        None => None,
+    };
+    let mut addr = region.start;
+    for (i, m) in mine.iter().enumerate() {
+        let t = theirs.as_ref().map(|t| t[i]);
+        let shared =
+            t.is_some_and(|t| m.present() && t.present() && m.pfn() != 0 && m.pfn() == t.pfn());
+        let vm_readv = vma.read && m.present() && m.exclusive();
+        // Runs never span vmas.
+        let list = if shared {
+            &mut space.cow
+        } else {
+            &mut space.runs
+        };
+        match list.last_mut() {
+            Some(last)
+                if last.end == addr
+                    && addr != vma.start
+                    && (last.vm_readv == vm_readv || shared) =>
+            {
+                last.end = addr + PAGE_SIZE;
+            }
+            _ => list.push(Run {
+                start: addr,
+                end: addr + PAGE_SIZE,
+                vm_readv,
+            }),
+        }
+        addr += PAGE_SIZE;
+    }
+    Ok(())
 }
 
 /// Opens the shmem object behind a shared anonymous vma (once per object).

@@ -38,47 +38,68 @@ fn sys_error(pid: Pid, what: String, errno: Errno) -> DumpError {
     DumpError::Sys { pid, what, errno }
 }
 
-/// Writes the pagemap of `runs` (all present in the pages image `pages_id`).
-pub fn write_pagemap(dir: &ImageDir, pid: Pid, pages_id: u32, runs: &[Run]) -> Result<()> {
+/// Writes the pagemap: `runs` are in the pages image `pages_id`, in order; `cow` are
+/// the parent's pages (flagged, not stored). Entries go in address order.
+pub fn write_pagemap(
+    dir: &ImageDir,
+    pid: Pid,
+    pages_id: u32,
+    runs: &[Run],
+    cow: &[Run],
+) -> Result<()> {
     let mut w = dir.create(ImageKind::Pagemap, pid as u64)?;
     w.write(&pb::PagemapHead { pages_id })?;
-    for r in runs {
-        w.write(&pagemap_entry(r.start, r.len() / PAGE_SIZE))?;
+    let (mut own, mut shared) = (runs.iter().peekable(), cow.iter().peekable());
+    loop {
+        let take_own = match (own.peek(), shared.peek()) {
+            (Some(a), Some(b)) => a.start < b.start,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let (r, flags) = if take_own {
+            (own.next(), pe_flags::PRESENT)
+        } else {
+            (shared.next(), pe_flags::STASIS_COW_PARENT)
+        };
+        if let Some(r) = r {
+            w.write(&pagemap_entry(r.start, r.len() / PAGE_SIZE, flags))?;
+        }
     }
     w.finish()?;
     Ok(())
 }
 
-fn pagemap_entry(vaddr: u64, nr_pages: u64) -> pb::PagemapEntry {
+fn pagemap_entry(vaddr: u64, nr_pages: u64, flags: u32) -> pb::PagemapEntry {
     pb::PagemapEntry {
         vaddr,
         // Readers older than nr_pages use this field; 0 when it does not fit, like CRIU.
         compat_nr_pages: u32::try_from(nr_pages).unwrap_or(0),
         in_parent: None,
-        flags: Some(pe_flags::PRESENT),
+        flags: Some(flags),
         nr_pages: Some(nr_pages),
     }
 }
 
-/// One batch: up to IOV_MAX ranges totalling at most BATCH_BYTES, all readable or all
-/// not (those go through /proc/PID/mem), and where they go in the pages image.
+/// One batch: up to IOV_MAX ranges totalling at most BATCH_BYTES, all to be copied with
+/// process_vm_readv or all through /proc/PID/mem, and where they go in the pages image.
 #[derive(Debug, Default)]
 struct Batch {
     ranges: Vec<RemoteRange>,
-    readable: bool,
+    vm_readv: bool,
     offset: u64,
 }
 
 fn batches(runs: &[Run]) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut cur = Batch {
-        readable: true,
+        vm_readv: true,
         ..Batch::default()
     };
     let mut cur_len = 0u64;
     let mut offset = 0u64;
     for r in runs {
-        if r.readable != cur.readable && !cur.ranges.is_empty() {
+        if r.vm_readv != cur.vm_readv && !cur.ranges.is_empty() {
             out.push(std::mem::replace(
                 &mut cur,
                 Batch {
@@ -88,7 +109,7 @@ fn batches(runs: &[Run]) -> Vec<Batch> {
             ));
             cur_len = 0;
         }
-        cur.readable = r.readable;
+        cur.vm_readv = r.vm_readv;
         let mut start = r.start;
         while start < r.end {
             let len = (r.end - start).min(BATCH_BYTES - cur_len);
@@ -97,12 +118,12 @@ fn batches(runs: &[Run]) -> Vec<Batch> {
             start += len;
             offset += len;
             if cur_len == BATCH_BYTES || cur.ranges.len() == mem::IOV_MAX {
-                let readable = cur.readable;
+                let vm_readv = cur.vm_readv;
                 out.push(std::mem::replace(
                     &mut cur,
                     Batch {
                         offset,
-                        readable,
+                        vm_readv,
                         ..Batch::default()
                     },
                 ));
@@ -121,8 +142,8 @@ fn copy_batch(pid: Pid, batch: &Batch, window: &FileWindow, mem_file: Option<&Fi
     let want: u64 = batch.ranges.iter().map(|r| r.len).sum();
     let first = batch.ranges[0].addr;
     match mem_file {
-        // process_vm_readv honours protections; /proc/PID/mem reads like a debugger.
-        Some(f) if !batch.readable => {
+        // /proc/PID/mem reads like a debugger: protections ignored, nothing pinned.
+        Some(f) if !batch.vm_readv => {
             let mut off = batch.offset;
             for r in &batch.ranges {
                 window
@@ -167,7 +188,7 @@ pub fn copy_private_pages(pid: Pid, runs: &[Run], out: &File) -> Result<u64> {
         )
     })?;
     let batches = batches(runs);
-    let mem_file = if batches.iter().any(|b| !b.readable) {
+    let mem_file = if batches.iter().any(|b| !b.vm_readv) {
         Some(
             File::open(format!("/proc/{pid}/mem"))
                 .map_err(|e| io_error(pid, "open /proc/PID/mem".into(), e))?,
@@ -222,7 +243,11 @@ pub fn dump_shmem(dir: &ImageDir, pid: Pid, obj: &mut ShmemObject, pages_id: u32
     pagemap.write(&pb::PagemapHead { pages_id })?;
     let mut offset = 0u64;
     for (start, end) in extents {
-        pagemap.write(&pagemap_entry(start, (end - start) / PAGE_SIZE))?;
+        pagemap.write(&pagemap_entry(
+            start,
+            (end - start) / PAGE_SIZE,
+            pe_flags::PRESENT,
+        ))?;
         window
             .read_file(obj.file.as_fd(), offset, end - start, start)
             .map_err(|e| sys_error(pid, format!("read shared memory object {}", obj.shmid), e))?;
@@ -263,7 +288,7 @@ mod tests {
         let big = Run {
             start: 0x10000,
             end,
-            readable: true,
+            vm_readv: true,
         };
         let b = batches(&[big]);
         assert_eq!(b.len(), 4);
@@ -276,7 +301,7 @@ mod tests {
             .map(|i| Run {
                 start: i * 8192,
                 end: i * 8192 + 4096,
-                readable: i % 7 != 3,
+                vm_readv: i % 7 != 3,
             })
             .collect();
         let b = batches(&many);
@@ -291,7 +316,7 @@ mod tests {
             for r in &batch.ranges {
                 assert!(r.addr >= prev);
                 prev = r.addr;
-                assert_eq!(batch.readable, (r.addr / 8192) % 7 != 3);
+                assert_eq!(batch.vm_readv, (r.addr / 8192) % 7 != 3);
                 offset += r.len;
             }
         }

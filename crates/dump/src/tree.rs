@@ -1,7 +1,7 @@
 //! The dump of a whole tree: validation, freezing every process and thread, collection,
 //! image writing, and the final kill or resume.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -44,6 +44,8 @@ pub struct DumpStats {
     pub pages_scanned: u64,
     /// Pages written to pages images.
     pub pages_written: u64,
+    /// Pages not written because they are the parent's (shared copy-on-write).
+    pub pages_shared: u64,
 }
 
 fn elapsed_us(since: Instant) -> u64 {
@@ -267,6 +269,7 @@ fn collect_and_write(
     let mut pages = PageImages {
         next_id: 1,
         shmem_dumped: HashSet::new(),
+        private_vmas: HashMap::new(),
     };
     for m in members {
         let threads: Vec<u32> = if m.zombie {
@@ -470,6 +473,9 @@ struct PageImages {
     next_id: u32,
     /// Shared memory objects already written (each once, whoever else maps it).
     shmem_dumped: HashSet<u64>,
+    /// The private vmas of every process written so far (parents come before their
+    /// children), to find the pages a child still shares with its parent.
+    private_vmas: HashMap<Pid, Vec<pb::VmaEntry>>,
 }
 
 impl PageImages {
@@ -536,7 +542,11 @@ fn dump_process(
             shell_job: opts.shell_job,
         },
     )?;
-    let mut space = memory::collect(pid, files)?;
+    let parent = page_images
+        .private_vmas
+        .get(&m.ppid)
+        .map(|vmas| memory::Parent { pid: m.ppid, vmas });
+    let mut space = memory::collect(pid, files, parent)?;
     let link = |name: &str| -> Result<String> {
         Ok(proc::read_link(proc::path(pid, name))
             .pctx(pid)?
@@ -561,7 +571,17 @@ fn dump_process(
     let pages_id = page_images.next();
     let pages_file = dir.rewrite_raw(&ImageKind::Pages.file_name(u64::from(pages_id)))?;
     let mut written = pages::copy_private_pages(pid, &space.runs, &pages_file)?;
-    pages::write_pagemap(dir, pid, pages_id, &space.runs)?;
+    pages::write_pagemap(dir, pid, pages_id, &space.runs, &space.cow)?;
+    let private = vma_status::ANON_PRIVATE | vma_status::FILE_PRIVATE;
+    page_images.private_vmas.insert(
+        pid,
+        space
+            .vmas
+            .iter()
+            .filter(|v| v.status & private != 0)
+            .cloned()
+            .collect(),
+    );
     for obj in space.shmem.iter_mut() {
         if page_images.shmem_dumped.insert(obj.shmid) {
             written += pages::dump_shmem(dir, pid, obj, page_images.next())?;
@@ -575,10 +595,13 @@ fn dump_process(
         .filter(|v| v.status & vma_status::ANON_PRIVATE != 0)
         .map(|v| (v.end - v.start) / PAGE_SIZE)
         .sum::<u64>();
+    let shared: u64 = space.cow.iter().map(memory::Run::len).sum();
+    stats.pages_shared += shared / PAGE_SIZE;
     log::info!(
-        "process {pid}: wrote {} MiB of pages in {} us",
+        "process {pid}: wrote {} MiB of pages in {} us ({} MiB shared with the parent)",
         written >> 20,
-        elapsed_us(t_mem)
+        elapsed_us(t_mem),
+        shared >> 20
     );
 
     let mm = pb::MmEntry {

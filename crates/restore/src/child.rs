@@ -1,10 +1,11 @@
 //! A restore process: a fork of stasis with the image's pid that turns itself into the
 //! restored process.
 //!
-//! Each one sets up its session or group, forks its own children (so parent links are
-//! the image's), reports to stasis and waits at a barrier until the whole tree exists,
-//! joins its process group, and then rebuilds what an ordinary process can do for itself
-//! (fd table, cwd, premapped and filled memory). It writes the restorer's program into the
+//! Each one sets up its session or group, premaps and fills its memory, forks its own
+//! children (so parent links are the image's, and memory a child shares copy-on-write
+//! with its parent is inherited, shared again), reports to stasis and waits at a barrier
+//! until the whole tree exists, joins its process group, and then rebuilds what an
+//! ordinary process can do for itself (fd table, cwd, root). It writes the restorer's program into the
 //! bootstrap region, tells stasis where it is, waits until stasis is attached to every
 //! process, and jumps into the blob. It never returns: it becomes the restored process or
 //! exits with an error message sent up first. A zombie of the image exits at once after the
@@ -92,8 +93,14 @@ fn wait_byte(fd: RawFd) {
     }
 }
 
-/// Runs a restore process for `pid`; never returns.
-pub(crate) fn run(token: RestoreChild, ctx: &Context<'_>, pid: Pid) -> ! {
+/// Runs a restore process for `pid`, forked by a restore process that hands down the
+/// slots of its private memory (none for the root); never returns.
+pub(crate) fn run(
+    token: RestoreChild,
+    ctx: &Context<'_>,
+    pid: Pid,
+    inherited: &memory::Inherited<'_>,
+) -> ! {
     // stasis logs; restore processes only report through the pipe.
     log::set_max_level(log::LevelFilter::Off);
     if let Some(z) = ctx.images.zombies.iter().find(|z| z.pid() == pid) {
@@ -108,7 +115,7 @@ pub(crate) fn run(token: RestoreChild, ctx: &Context<'_>, pid: Pid) -> ! {
         );
         process::exit_now(1);
     };
-    match prepare(&token, ctx, p) {
+    match prepare(&token, ctx, p, inherited) {
         Err(e) => {
             send(ctx, pid, MSG_ERROR, e.to_string().as_bytes());
             process::exit_now(1);
@@ -138,9 +145,8 @@ pub(crate) fn run(token: RestoreChild, ctx: &Context<'_>, pid: Pid) -> ! {
     }
 }
 
-/// Session and group right after the fork, then the children, then the barrier and the
-/// group join. Shared by live processes and zombies.
-fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
+/// Cgroups, session and group, right after the fork.
+fn enter_session(ctx: &Context<'_>, pid: Pid) -> Result<()> {
     // Into our cgroups first: memory allocated from here on is charged there, and our
     // children start there too.
     join_cgroups(ctx, pid);
@@ -150,6 +156,12 @@ fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
     } else if s.lead_group {
         process::setpgid(0, 0).ctx(pid, || "setpgid(0, 0)".into())?;
     }
+    Ok(())
+}
+
+/// The children (each handed `inherited`), then the barrier and the group join. Shared
+/// by live processes and zombies.
+fn fork_children(ctx: &Context<'_>, pid: Pid, inherited: &memory::Inherited<'_>) -> Result<()> {
     for child in ctx
         .plan
         .children
@@ -158,7 +170,7 @@ fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
         .unwrap_or(&[])
     {
         match process::fork_with_pid(child.pid, 0, libc::SIGCHLD) {
-            Ok(Forked::Child(token)) => run(token, ctx, child.pid),
+            Ok(Forked::Child(token)) => run(token, ctx, child.pid, inherited),
             Ok(Forked::Parent(_)) => {}
             Err(stasis_sys::Errno(libc::EEXIST)) => {
                 return Err(RestoreError::PidInUse { pid: child.pid });
@@ -174,6 +186,7 @@ fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
     }
     send(ctx, pid, MSG_CREATED, &[]);
     wait_byte(ctx.barrier);
+    let s = ctx.plan.sessions.get(&pid).copied().unwrap_or_default();
     if let Some(pgid) = s.join_group {
         process::setpgid(0, pgid).ctx(pid, || format!("join process group {pgid}"))?;
     }
@@ -183,7 +196,9 @@ fn create(ctx: &Context<'_>, pid: Pid) -> Result<()> {
 /// A zombie: take its place in the tree, then end with the image's exit status.
 fn run_zombie(ctx: &Context<'_>, z: &ZombieImage) -> ! {
     let pid = z.pid();
-    if let Err(e) = create(ctx, pid) {
+    let created =
+        enter_session(ctx, pid).and_then(|()| fork_children(ctx, pid, &Default::default()));
+    if let Err(e) = created {
         send(ctx, pid, MSG_ERROR, e.to_string().as_bytes());
         process::exit_now(1);
     }
@@ -200,10 +215,50 @@ fn run_zombie(ctx: &Context<'_>, z: &ZombieImage) -> ! {
     process::exit_now(128 + sig);
 }
 
-fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<Jump> {
+fn prepare(
+    token: &RestoreChild,
+    ctx: &Context<'_>,
+    p: &ProcessImage,
+    inherited: &memory::Inherited<'_>,
+) -> Result<Jump> {
     let pid = p.pid();
     let images = ctx.images;
-    create(ctx, pid)?;
+    enter_session(ctx, pid)?;
+    let log = |what: &str, since: std::time::Instant| {
+        send(
+            ctx,
+            pid,
+            MSG_LOG,
+            format!("{what} in {} us", since.elapsed().as_micros()).as_bytes(),
+        );
+    };
+
+    // Memory first: the children forked next inherit what they share with us.
+    let t = std::time::Instant::now();
+    let adopted = inherited.adopt(p)?;
+    let (layout, zone) = reserve_zone(pid, p, ctx.plan, &adopted)?;
+    log(
+        &format!(
+            "zone {:#x}-{:#x} reserved",
+            layout.zone_start, layout.zone_end
+        ),
+        t,
+    );
+    let t = std::time::Instant::now();
+    memory::premap_and_fill(images, ctx.shared, p, &layout, &zone, &adopted)?;
+    log(
+        &format!(
+            "memory premapped and filled ({} vmas inherited from the parent)",
+            adopted.len()
+        ),
+        t,
+    );
+    fork_children(
+        ctx,
+        pid,
+        &memory::Inherited::of(p, &layout, &zone, &adopted),
+    )?;
+
     let started = std::time::Instant::now();
     // Zombie children exit after the barrier; their SIGCHLD must not look like one of
     // the image's pending signals.
@@ -232,9 +287,6 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
         cwd.as_raw_fd(),
         exe.as_raw_fd(),
     ]);
-    // The shared memory objects this process maps stay open until it has premapped.
-    let shared_fds = ctx.shared.fds_of(p);
-    keep.extend(&shared_fds);
     fs::close_all_except(token, &keep).ctx(pid, || "close inherited fds".into())?;
 
     // Where the process runs: cwd first (by fd), then the root.
@@ -250,33 +302,7 @@ fn prepare(token: &RestoreChild, ctx: &Context<'_>, p: &ProcessImage) -> Result<
     process::set_name(&p.tc().comm).ctx(pid, || "set the process name".into())?;
     restorer::disable_sigaltstack().ctx(pid, || "disable our sigaltstack".into())?;
 
-    let log = |what: &str, since: std::time::Instant| {
-        send(
-            ctx,
-            pid,
-            MSG_LOG,
-            format!("{what} in {} us", since.elapsed().as_micros()).as_bytes(),
-        );
-    };
     log("fds, cwd and root set up", started);
-
-    // Memory.
-    let t = std::time::Instant::now();
-    let (layout, zone) = reserve_zone(pid, p)?;
-    log(
-        &format!(
-            "zone {:#x}-{:#x} reserved",
-            layout.zone_start, layout.zone_end
-        ),
-        t,
-    );
-    let t = std::time::Instant::now();
-    memory::premap_and_fill(images, ctx.shared, p, &layout, &zone)?;
-    for fd in shared_fds {
-        // The mappings hold the objects now.
-        let _ = fs::close_fd(token, fd);
-    }
-    log("memory premapped and filled", t);
     let t = std::time::Instant::now();
 
     // The restorer's program.
@@ -542,15 +568,23 @@ fn settle_zombie_children(ctx: &Context<'_>, pid: Pid) -> Result<()> {
 
 /// Plans the zone against our current layout and reserves it; retries if something of
 /// ours appeared in the chosen range meanwhile.
-fn reserve_zone(pid: Pid, p: &ProcessImage) -> Result<(Layout, Reservation)> {
+fn reserve_zone(
+    pid: Pid,
+    p: &ProcessImage,
+    plan: &Plan,
+    adopted: &[(usize, memory::InheritedSlot<'_>)],
+) -> Result<(Layout, Reservation)> {
+    let inherited: Vec<(usize, u64)> = adopted.iter().map(|(i, s)| (*i, s.slot)).collect();
     for _ in 0..4 {
         let current = proc::read_smaps(process::getpid())
             .map_err(|e| RestoreError::Other(format!("process {pid}: {e}")))?;
         let layout =
-            layout::plan(&current, &p.mm.vmas).ok_or_else(|| RestoreError::Unsupported {
-                pid,
-                resource: "address space".into(),
-                reason: "no free range to build the image's memory in".into(),
+            layout::plan(&current, &p.mm.vmas, &plan.targets, &inherited).ok_or_else(|| {
+                RestoreError::Unsupported {
+                    pid,
+                    resource: "address space".into(),
+                    reason: "no free range to build the image's memory in".into(),
+                }
             })?;
         match Reservation::new(layout.zone_start, layout.zone_end - layout.zone_start) {
             Ok(zone) => return Ok((layout, zone)),

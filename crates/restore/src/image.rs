@@ -27,6 +27,10 @@ pub struct ProcessImage {
     pub pages_id: u32,
     /// Which private pages are stored, in pages-image order.
     pub pagemap: Vec<pb::PagemapEntry>,
+    /// Private pages that are the parent's very pages (shared copy-on-write since a
+    /// fork): `[start, end)` ranges, in order, each inside a vma identical to one of the
+    /// parent's. Not stored; the restored process inherits them from its restored parent.
+    pub cow: Vec<(u64, u64)>,
     /// The fd table.
     pub fds: Vec<pb::FdinfoEntry>,
     /// cwd, root, umask.
@@ -165,6 +169,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             "the root of the tree is not a live process",
         ));
     }
+    check_inherited(&processes)?;
     for z in &zombies {
         if !processes.iter().any(|p| p.pstree.pid == z.pstree.ppid) {
             return Err(invalid(
@@ -259,8 +264,14 @@ fn load_process(
     check_vmas(&mm, &ImageKind::Mm.file_name(id))?;
     let mut pm = dir.open_image(ImageKind::Pagemap, id)?;
     let head: pb::PagemapHead = pm.expect()?;
-    let pagemap: Vec<pb::PagemapEntry> = pm.collect_all()?;
+    let mut pagemap: Vec<pb::PagemapEntry> = pm.collect_all()?;
     check_pagemap(&pagemap, &mm, &ImageKind::Pagemap.file_name(id))?;
+    let cow = pagemap
+        .iter()
+        .filter(|e| is_cow(e))
+        .map(|e| (e.vaddr, e.vaddr + entry_pages(e) * PAGE_SIZE))
+        .collect();
+    pagemap.retain(|e| !is_cow(e));
     let fds: Vec<pb::FdinfoEntry> = dir.read_all(ImageKind::Fdinfo, u64::from(ids.files_id))?;
     let fs: pb::FsEntry = dir.read_one(ImageKind::Fs, id)?;
     let _ = pid;
@@ -271,6 +282,7 @@ fn load_process(
         mm,
         pages_id: head.pages_id,
         pagemap,
+        cow,
         fds,
         fs,
         threads,
@@ -379,7 +391,7 @@ fn check_pagemap(pagemap: &[pb::PagemapEntry], mm: &pb::MmEntry, file: &str) -> 
     let mut prev_end = 0u64;
     for e in pagemap {
         let flags = e.flags.unwrap_or(pe_flags::PRESENT);
-        if flags & pe_flags::PRESENT == 0 {
+        if flags & pe_flags::PRESENT == 0 && !is_cow(e) {
             return Err(invalid(
                 file,
                 format!(
@@ -411,6 +423,42 @@ fn check_pagemap(pagemap: &[pb::PagemapEntry], mm: &pb::MmEntry, file: &str) -> 
             addr = v.end.min(end);
         }
         prev_end = end;
+    }
+    Ok(())
+}
+
+/// Whether a pagemap entry stands for the parent's pages (stored in the parent's images).
+fn is_cow(e: &pb::PagemapEntry) -> bool {
+    e.flags.unwrap_or(pe_flags::PRESENT) & (pe_flags::PRESENT | pe_flags::STASIS_COW_PARENT)
+        == pe_flags::STASIS_COW_PARENT
+}
+
+/// Pages a process shares with its parent must lie in vmas it inherited unchanged from
+/// a live parent in the tree, which is restored first and hands them down at the fork.
+fn check_inherited(processes: &[ProcessImage]) -> Result<()> {
+    for p in processes.iter().filter(|p| !p.cow.is_empty()) {
+        let file = || ImageKind::Pagemap.file_name(u64::from(p.pstree.pid));
+        let parent = processes
+            .iter()
+            .find(|q| q.pstree.pid == p.pstree.ppid)
+            .ok_or_else(|| invalid(file(), "pages shared with a parent that is not restored"))?;
+        for &(start, end) in &p.cow {
+            let v = p
+                .mm
+                .vmas
+                .iter()
+                .find(|v| v.start <= start && end <= v.end)
+                .ok_or_else(|| invalid(file(), format!("shared pages at {start:#x} span vmas")))?;
+            if !parent.mm.vmas.iter().any(|pv| v.inherited_unchanged(pv)) {
+                return Err(invalid(
+                    file(),
+                    format!(
+                        "pages at {start:#x} are shared with parent {}, which has no such vma",
+                        parent.pid()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }

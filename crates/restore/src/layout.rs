@@ -7,6 +7,10 @@
 //! and one slot per vma. The restorer then unmaps everything outside the zone and moves
 //! each slot to its final address; since the zone is free in the image, no move can
 //! clobber a slot not yet moved.
+//!
+//! A vma a child shares copy-on-write with its parent is not given a slot of its own: the
+//! child inherits the parent's slot (in the parent's zone) at the fork and moves that one.
+//! So every zone avoids the vmas of the whole tree, not just its own process's.
 
 use stasis_images::consts::vma_status;
 use stasis_images::{PAGE_SIZE, pb};
@@ -36,6 +40,8 @@ pub struct Layout {
     pub slots: Vec<Option<u64>>,
     /// Temporary homes of the current vDSO pieces: (current start, length, slot).
     pub vdso_slots: Vec<(u64, u64, u64)>,
+    /// Slots inherited from the parent (outside the zone), as sorted `[start, end)`.
+    pub inherited: Vec<(u64, u64)>,
 }
 
 /// Whether an image vma is premapped in a slot (everything but the kernel's own areas).
@@ -52,14 +58,26 @@ pub fn current_vdso(current: &[Vma]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Plans the zone for restoring `target` in a process currently laid out as `current`.
-pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
+/// Plans the zone for restoring `target` in a process currently laid out as `current`,
+/// away from the ranges in `avoid` (the whole tree's vmas). `inherited` lists the vmas
+/// (by index) that keep the slot they were inherited in.
+pub fn plan(
+    current: &[Vma],
+    target: &[pb::VmaEntry],
+    avoid: &[(u64, u64)],
+    inherited: &[(usize, u64)],
+) -> Option<Layout> {
+    let inherited_slot = |i: usize| inherited.iter().find(|(j, _)| *j == i).map(|(_, s)| *s);
     let vdso = current_vdso(current);
     // Size: bootstrap, vDSO slots, vma slots with guard pages and room
     // for huge-page alignment.
     let mut size = BOOTSTRAP_RESERVE;
     size += vdso.iter().map(|(_, len)| len + PAGE_SIZE).sum::<u64>();
-    for v in target.iter().filter(|v| is_premapped(v)) {
+    for (_, v) in target
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| is_premapped(v) && inherited_slot(*i).is_none())
+    {
         let len = v.end - v.start;
         size += len + PAGE_SIZE + if len >= HUGE { HUGE } else { 0 };
     }
@@ -71,6 +89,7 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         .filter(|v| v.end <= TASK_SIZE)
         .map(|v| (v.start, v.end))
         .chain(target.iter().map(|v| (v.start, v.end)))
+        .chain(avoid.iter().copied())
         .collect();
     busy.sort_unstable();
     // Search from the top of the address space down for a gap that fits.
@@ -98,9 +117,15 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         next += len + PAGE_SIZE;
     }
     let mut slots = Vec::with_capacity(target.len());
-    for v in target {
+    let mut inherited_ranges = Vec::new();
+    for (i, v) in target.iter().enumerate() {
         if !is_premapped(v) {
             slots.push(None);
+            continue;
+        }
+        if let Some(slot) = inherited_slot(i) {
+            slots.push(Some(slot));
+            inherited_ranges.push((slot, slot + (v.end - v.start)));
             continue;
         }
         let len = v.end - v.start;
@@ -122,6 +147,10 @@ pub fn plan(current: &[Vma], target: &[pb::VmaEntry]) -> Option<Layout> {
         bootstrap: zone_start,
         slots,
         vdso_slots,
+        inherited: {
+            inherited_ranges.sort_unstable();
+            inherited_ranges
+        },
     })
 }
 
@@ -175,7 +204,7 @@ mod tests {
             ));
             at = (start + len + 3 * PAGE_SIZE).next_multiple_of(HUGE) + HUGE;
         }
-        let l = plan(&[], &target).unwrap();
+        let l = plan(&[], &target, &[], &[]).unwrap();
         let mut used: Vec<(u64, u64)> = Vec::new();
         for (v, slot) in target.iter().zip(&l.slots) {
             let s = slot.unwrap();
@@ -209,7 +238,7 @@ mod tests {
             cur(0x7ffd_0000_0000, 0x7ffd_0000_2000, VmaPath::Vdso),
             cur(0x7ffe_0000_0000, 0x7ffe_0010_0000, VmaPath::Stack),
         ];
-        let l = plan(&current, &target).unwrap();
+        let l = plan(&current, &target, &[], &[]).unwrap();
         let overlaps = |s: u64, e: u64| s < l.zone_end && l.zone_start < e;
         for v in &target {
             assert!(!overlaps(v.start, v.end));
@@ -223,5 +252,29 @@ mod tests {
         assert!(l.slots[0].unwrap() >= l.zone_start + BOOTSTRAP_RESERVE);
         assert!(big + 0x40_0000 <= l.zone_end);
         assert_eq!(l.vdso_slots.len(), 1);
+    }
+
+    /// A child's zone avoids the whole tree's vmas, and a vma inherited from the parent
+    /// keeps the parent's slot, outside the child's zone.
+    #[test]
+    fn inherited_slots_and_the_tree_s_vmas() {
+        let anon = vma_status::REGULAR | vma_status::ANON_PRIVATE;
+        let target = vec![
+            vma(0x5555_0000_0000, 0x5555_0000_4000, anon),
+            vma(0x7f00_0000_0000, 0x7f00_4000_0000, anon),
+        ];
+        // Another process of the tree maps what lies right below the top of user space.
+        let avoid = vec![(0x7ff0_0000_0000, 0x7fff_ffff_0000)];
+        let parent_slot = 0x6000_0000_0000;
+        let l = plan(&[], &target, &avoid, &[(1, parent_slot)]).unwrap();
+        assert!(
+            l.zone_end <= avoid[0].0,
+            "the zone overlaps another process's vmas"
+        );
+        assert_eq!(l.slots[1], Some(parent_slot));
+        assert_eq!(l.inherited, vec![(parent_slot, parent_slot + 0x4000_0000)]);
+        // The inherited vma takes no room in the zone.
+        assert!(l.zone_end - l.zone_start < 0x4000_0000);
+        assert!(l.slots[0].unwrap() >= l.zone_start && l.slots[0].unwrap() < l.zone_end);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use stasis_images::consts::vma_status;
 use stasis_images::{ImageKind, PAGE_SIZE, pb};
@@ -21,12 +21,85 @@ use crate::program::Program;
 
 /// A chunk of pages to read: destination address, length, offset in the pages image.
 #[derive(Clone, Copy, Debug)]
-struct Chunk {
+struct Chunk<'a> {
     dest: u64,
     len: u64,
     file_offset: u64,
     /// Private anonymous memory without huge pages: filled with UFFDIO_COPY.
     by_uffd: bool,
+    /// The slot was inherited from the parent and lies in this reservation (it is
+    /// populated already, so it is filled with `pread`, which breaks the sharing of
+    /// exactly the pages written).
+    inherited: Option<&'a Reservation>,
+}
+
+/// A private vma's slot as a forked child finds it: the vma as imaged, where the slot
+/// is, and the reservation it lies in (the parent's zone, or an ancestor's).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InheritedSlot<'a> {
+    pub vma: &'a pb::VmaEntry,
+    pub slot: u64,
+    pub zone: &'a Reservation,
+}
+
+/// What a restore process hands down to the children it forks once its memory is
+/// built: the slots of its private vmas, with the pages in them.
+#[derive(Debug, Default)]
+pub(crate) struct Inherited<'a> {
+    pub slots: Vec<InheritedSlot<'a>>,
+}
+
+impl<'a> Inherited<'a> {
+    /// The private slots of `p` as laid out in `layout`, to hand down.
+    pub fn of(
+        p: &'a ProcessImage,
+        layout: &Layout,
+        zone: &'a Reservation,
+        adopted: &[(usize, InheritedSlot<'a>)],
+    ) -> Inherited<'a> {
+        let private = vma_status::ANON_PRIVATE | vma_status::FILE_PRIVATE;
+        let slots =
+            p.mm.vmas
+                .iter()
+                .zip(&layout.slots)
+                .enumerate()
+                .filter(|(_, (v, _))| v.status & private != 0)
+                .filter_map(|(i, (vma, slot))| {
+                    let zone = adopted
+                        .iter()
+                        .find(|(j, _)| *j == i)
+                        .map_or(zone, |(_, s)| s.zone);
+                    slot.map(|slot| InheritedSlot { vma, slot, zone })
+                })
+                .collect();
+        Inherited { slots }
+    }
+
+    /// The vmas of `p` that share pages with the parent, each with the parent's slot
+    /// (inherited at the fork) that it keeps.
+    pub fn adopt(&self, p: &ProcessImage) -> Result<Vec<(usize, InheritedSlot<'a>)>> {
+        let mut out = Vec::new();
+        for (i, v) in p.mm.vmas.iter().enumerate() {
+            if !p.cow.iter().any(|&(s, e)| v.start <= s && e <= v.end) {
+                continue;
+            }
+            let slot = self
+                .slots
+                .iter()
+                .find(|s| v.inherited_unchanged(s.vma))
+                .ok_or_else(|| {
+                    RestoreError::Other(format!(
+                        "process {}: vma {:#x}-{:#x} shares pages with the parent, which did \
+                         not hand it down",
+                        p.pid(),
+                        v.start,
+                        v.end
+                    ))
+                })?;
+            out.push((i, *slot));
+        }
+        Ok(out)
+    }
 }
 
 /// Most bytes one fill task covers (work is shared between threads by task).
@@ -137,33 +210,29 @@ impl SharedObjects {
     pub fn get(&self, shmid: u64) -> Option<&OwnedFd> {
         self.by_id.get(&shmid)
     }
-
-    /// The fds of the objects `p` maps (to keep open until its memory is premapped).
-    pub fn fds_of(&self, p: &ProcessImage) -> Vec<RawFd> {
-        p.mm.vmas
-            .iter()
-            .filter(|v| v.status & vma_status::ANON_SHARED != 0)
-            .filter_map(|v| self.by_id.get(&v.shmid).map(|f| f.as_raw_fd()))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    }
 }
 
 /// Premaps every vma of `p` into its slot (shared anonymous ones from the inherited
-/// objects) and fills its private memory from the images.
+/// objects) and fills its private memory from the images. The `adopted` vmas are in
+/// slots inherited from the parent: they get the process's own pages written over the
+/// shared ones, and lose the parent's pages the process did not have.
 pub fn premap_and_fill(
     images: &Images,
     shared: &SharedObjects,
     p: &ProcessImage,
     layout: &Layout,
     zone: &Reservation,
+    adopted: &[(usize, InheritedSlot<'_>)],
 ) -> Result<()> {
     let pid = p.pid();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
 
-    for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
+    for (i, (v, slot)) in p.mm.vmas.iter().zip(&layout.slots).enumerate() {
         let Some(slot) = *slot else { continue };
+        if let Some((_, inherited)) = adopted.iter().find(|(j, _)| *j == i) {
+            drop_parent_only_pages(p, v, inherited)?;
+            continue;
+        }
         let len = v.end - v.start;
         let what = || format!("premap vma {:#x}-{:#x}", v.start, v.end);
         let growsdown = v.flags & libc::MAP_GROWSDOWN as u32;
@@ -223,7 +292,7 @@ pub fn premap_and_fill(
         }
     }
 
-    let chunks = private_chunks(p, layout)?;
+    let chunks = private_chunks(p, layout, adopted)?;
     let pages_name = ImageKind::Pages.file_name(u64::from(p.pages_id));
     let pages = open_image_file(images, pid, &pages_name)?;
     let total: u64 = chunks.iter().map(|c| c.len).sum();
@@ -237,8 +306,44 @@ pub fn premap_and_fill(
     fill(pid, zone, layout, p, &pages, &chunks)
 }
 
+/// In a vma inherited from the parent, the pages neither stored for the process nor
+/// shared with the parent were absent from it at the dump: drop the parent's there
+/// (anonymous memory reads as zeros again, a private file mapping as the file).
+fn drop_parent_only_pages(
+    p: &ProcessImage,
+    v: &pb::VmaEntry,
+    inherited: &InheritedSlot<'_>,
+) -> Result<()> {
+    let mut present: Vec<(u64, u64)> = p
+        .pagemap
+        .iter()
+        .map(|e| (e.vaddr, e.vaddr + entry_pages(e) * PAGE_SIZE))
+        .chain(p.cow.iter().copied())
+        .filter(|&(s, e)| s < v.end && v.start < e)
+        .collect();
+    present.sort_unstable();
+    let mut at = v.start;
+    for (s, e) in present.into_iter().chain([(v.end, v.end)]) {
+        if s > at {
+            let slot = inherited.slot + (at - v.start);
+            inherited
+                .zone
+                .advise(slot, s - at, libc::MADV_DONTNEED)
+                .ctx(p.pid(), || {
+                    format!("drop the parent's pages at {at:#x} the process did not have")
+                })?;
+        }
+        at = at.max(e);
+    }
+    Ok(())
+}
+
 /// Splits the pagemap into chunks within single vmas, with their slot addresses.
-fn private_chunks(p: &ProcessImage, layout: &Layout) -> Result<Vec<Chunk>> {
+fn private_chunks<'a>(
+    p: &ProcessImage,
+    layout: &Layout,
+    adopted: &[(usize, InheritedSlot<'a>)],
+) -> Result<Vec<Chunk<'a>>> {
     let mut chunks = Vec::new();
     let mut file_offset = 0u64;
     let mut vi = 0usize;
@@ -259,7 +364,8 @@ fn private_chunks(p: &ProcessImage, layout: &Layout) -> Result<Vec<Chunk>> {
             let slot = layout.slots[vi]
                 .ok_or_else(|| invalid("pagemap", format!("page {addr:#x} is in a kernel area")))?;
             let mut len = end.min(v.end) - addr;
-            let by_uffd = fills_by_uffd(v);
+            let inherited = adopted.iter().find(|(j, _)| *j == vi).map(|(_, s)| s.zone);
+            let by_uffd = fills_by_uffd(v) && inherited.is_none();
             // Cut into tasks so two threads can share the work evenly.
             while len > 0 {
                 let n = len.min(FILL_TASK);
@@ -268,6 +374,7 @@ fn private_chunks(p: &ProcessImage, layout: &Layout) -> Result<Vec<Chunk>> {
                     len: n,
                     file_offset,
                     by_uffd,
+                    inherited,
                 });
                 file_offset += n;
                 addr += n;
@@ -287,13 +394,14 @@ fn fill(
     layout: &Layout,
     p: &ProcessImage,
     pages: &File,
-    chunks: &[Chunk],
+    chunks: &[Chunk<'_>],
 ) -> Result<()> {
     let uffd = if chunks.iter().any(|c| c.by_uffd) {
         let uffd = Userfault::new().ctx(pid, || "open a userfaultfd".into())?;
         for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
             if let Some(slot) = slot
                 && fills_by_uffd(v)
+                && zone.contains(*slot, v.end - v.start).is_ok()
             {
                 uffd.register(zone, *slot, v.end - v.start).ctx(pid, || {
                     format!("register vma {:#x} with userfaultfd", v.start)
@@ -314,11 +422,15 @@ fn fill(
             let Some(c) = chunks.get(i) else {
                 return Ok(());
             };
-            match &uffd {
-                Some((uffd, window)) if c.by_uffd => {
+            match (&uffd, c.inherited) {
+                (Some((uffd, window)), None) if c.by_uffd => {
                     uffd.copy(zone, c.dest, window, c.file_offset, c.len)
                 }
-                _ => zone.read_file(pages.as_fd(), c.dest, c.len, c.file_offset),
+                (_, inherited) => {
+                    inherited
+                        .unwrap_or(zone)
+                        .read_file(pages.as_fd(), c.dest, c.len, c.file_offset)
+                }
             }
             .ctx(pid, || format!("fill pages at {:#x}", c.dest))?;
         }
@@ -354,26 +466,22 @@ pub fn emit_moves(prog: &mut Program, p: &ProcessImage, layout: &Layout) -> Resu
             format!("park vDSO piece {cur:#x}"),
         );
     }
-    // 2. Unmap every byte of stasis outside the zone.
-    if layout.zone_start > 0 {
-        prog.syscall(
-            nr::MUNMAP,
-            [0, layout.zone_start, 0, 0, 0, 0],
-            "unmap below the zone",
-        );
+    // 2. Unmap every byte of stasis (and of the parent's zone) outside the zone and the
+    //    slots inherited from the parent.
+    let mut keep = layout.inherited.clone();
+    keep.push((layout.zone_start, layout.zone_end));
+    keep.sort_unstable();
+    let mut at = 0u64;
+    for (start, end) in keep.into_iter().chain([(crate::image::TASK_SIZE, 0)]) {
+        if start > at {
+            prog.syscall(
+                nr::MUNMAP,
+                [at, start - at, 0, 0, 0, 0],
+                format!("unmap {at:#x}-{start:#x} outside the zone"),
+            );
+        }
+        at = at.max(end);
     }
-    prog.syscall(
-        nr::MUNMAP,
-        [
-            layout.zone_end,
-            crate::image::TASK_SIZE - layout.zone_end,
-            0,
-            0,
-            0,
-            0,
-        ],
-        "unmap above the zone",
-    );
     // 3. Move every vma to its address.
     for (v, slot) in p.mm.vmas.iter().zip(&layout.slots) {
         let Some(slot) = *slot else { continue };

@@ -45,6 +45,10 @@ pub struct Plan {
     pub all_pids: Vec<Pid>,
     /// Processes (alive and zombie), the ones that report "created".
     pub processes: usize,
+    /// Every address range any process of the tree will map, sorted. Restore zones avoid
+    /// all of them: a child inherits its parent's zone along with the memory it shares,
+    /// so no process's final placement may land on another's zone.
+    pub targets: Vec<(u64, u64)>,
 }
 
 /// Builds the plan; sessions and groups that cannot be rebuilt are an error.
@@ -139,5 +143,12 @@ pub fn build(images: &Images, shell_job: bool) -> Result<Plan> {
         }
         plan.sessions.insert(pid, s);
     }
+    plan.targets = images
+        .processes
+        .iter()
+        .flat_map(|p| p.mm.vmas.iter().map(|v| (v.start, v.end)))
+        .collect();
+    plan.targets.sort_unstable();
+    plan.targets.dedup();
     Ok(plan)
 }

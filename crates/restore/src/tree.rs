@@ -118,7 +118,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             barrier: pipes.barrier_read.as_raw_fd(),
             go: pipes.go_read.as_raw_fd(),
         };
-        child::run(token, &ctx, root);
+        child::run(token, &ctx, root, &Default::default());
     }
     let _ = signal::set_mask(old_mask);
     match forked {

@@ -35,8 +35,10 @@ struct Run {
     end: u64,
     /// The contents are in this dump's pages image...
     present: bool,
-    /// ...or in a parent (pre-)dump's.
+    /// ...or in a parent (pre-)dump's...
     parent: bool,
+    /// ...or they are the parent process's, shared copy-on-write (stasis extension).
+    cow: bool,
     /// Offset of the contents in the pages image, for present runs.
     offset: u64,
 }
@@ -69,6 +71,7 @@ impl Pagemap {
                 end: p.vaddr.saturating_add(len),
                 present,
                 parent,
+                cow: !present && flags & pe_flags::STASIS_COW_PARENT != 0,
                 offset,
             });
             if present {
@@ -593,6 +596,10 @@ impl<'a> Summary<'a> {
                 let parent = pm.total(|r| r.parent);
                 if parent > 0 {
                     head += &format!(", {} in the parent dump", names::size(parent));
+                }
+                let cow = pm.total(|r| r.cow);
+                if cow > 0 {
+                    head += &format!(", {} shared with the parent process", names::size(cow));
                 }
             }
             None => head += &format!(", pages {}", self.unavailable(pm_name)),

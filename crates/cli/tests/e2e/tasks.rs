@@ -100,3 +100,27 @@ fn leave_running_seccomp_tsync() {
         },
     );
 }
+
+#[test]
+fn memory_shared_copy_on_write_stays_shared() {
+    checkpoint_restore_fixture(
+        "cow",
+        Start {
+            args: &["64"],
+            ..Start::new("cow")
+        },
+    );
+}
+
+/// The dump must not unshare copy-on-write pages of the tree it leaves running (reading
+/// them with a pinning copy would): the fixture checks Pss in the original tree too.
+#[test]
+fn leave_running_cow() {
+    leave_running_then_restore(
+        "leave_running_cow",
+        Start {
+            args: &["64"],
+            ..Start::new("cow")
+        },
+    );
+}

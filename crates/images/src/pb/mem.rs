@@ -111,6 +111,34 @@ pub struct VmaEntry {
     pub fdflags: Option<u32>,
 }
 
+impl VmaEntry {
+    /// Whether this private vma of a child is `parent`'s as inherited through fork,
+    /// unchanged (same range, kind, backing, flags and advice; protections may differ):
+    /// then pages the two still share can be restored shared by inheriting it again.
+    pub fn inherited_unchanged(&self, parent: &VmaEntry) -> bool {
+        let private =
+            crate::consts::vma_status::ANON_PRIVATE | crate::consts::vma_status::FILE_PRIVATE;
+        self.status & private != 0
+            && (
+                self.start,
+                self.end,
+                self.pgoff,
+                self.shmid,
+                self.flags,
+                self.status,
+                self.madv,
+            ) == (
+                parent.start,
+                parent.end,
+                parent.pgoff,
+                parent.shmid,
+                parent.flags,
+                parent.status,
+                parent.madv,
+            )
+    }
+}
+
 /// First entry of a pagemap image: which pages image holds the contents.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
 pub struct PagemapHead {
