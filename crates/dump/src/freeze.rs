@@ -1,8 +1,9 @@
 //! Freezing a process tree with ptrace, and letting it go again untouched.
 
 use stasis_sys::abi::{self, RawSiginfo, UserRegs};
+use stasis_sys::proc::{self, Blocked};
 use stasis_sys::ptrace::{self, Injector, Stop, Tracee};
-use stasis_sys::{Errno, Pid, proc};
+use stasis_sys::{Errno, Pid};
 
 use crate::error::{DumpError, ProcContext, Result, SysContext};
 
@@ -55,6 +56,9 @@ pub struct Frozen {
     pub threads: Vec<FrozenThread>,
 }
 
+/// How long a thread in uninterruptible sleep (disk or network I/O) may take to stop.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Attaches to and stops thread `tid` of process `pid`.
 fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
     // SUSPEND_SECCOMP: injected syscalls must not be judged by the task's own filters.
@@ -71,9 +75,29 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
             errno,
         },
     })?;
-    let (mut stop, mut dequeued) = tracee
-        .interrupt_and_wait()
+    // A thread in some kernel waits never stops: say why instead of hanging.
+    let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+    let stopped = tracee
+        .interrupt_and_wait_unless(|| match proc::blocked_in(pid, tid) {
+            Blocked::Vfork => Some(
+                "it is suspended in vfork() until its child execs or exits (the child runs \
+                 on its memory); a vfork in progress cannot be checkpointed"
+                    .to_owned(),
+            ),
+            Blocked::Uninterruptible(wchan) if std::time::Instant::now() > deadline => {
+                Some(format!(
+                    "it did not stop within {} s: it is in uninterruptible sleep in {wchan}",
+                    STOP_TIMEOUT.as_secs()
+                ))
+            }
+            _ => None,
+        })
         .ctx(pid, || format!("stop thread {tid}"))?;
+    let (mut stop, mut dequeued) = stopped.map_err(|reason| DumpError::Unsupported {
+        pid,
+        resource: format!("thread {tid}"),
+        reason,
+    })?;
     // A PTRACE_INTERRUPT stop reports SIGTRAP; a job-control stop its own signal. A
     // thread that was already stopped reports the group stop first (seizing it moves it
     // from stopped to traced) while our interrupt is still pending: resumed once, it

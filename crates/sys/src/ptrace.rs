@@ -128,8 +128,65 @@ impl Tracee {
     /// signal-delivery stop is resumed without the signal, and its siginfo is returned so
     /// the caller can queue it again (nothing is lost).
     pub fn interrupt_and_wait(&self) -> Result<(Stop, Vec<RawSiginfo>)> {
+        match self.interrupt_and_wait_unless(|| None::<std::convert::Infallible>)? {
+            Ok(stopped) => Ok(stopped),
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Tracee::interrupt_and_wait`] for a thread that may never stop: while it has not,
+    /// `stuck` is asked whether to give up (a `Some` ends the wait with its value; the
+    /// interrupt stays pending, and the thread traps whenever it leaves the kernel).
+    pub fn interrupt_and_wait_unless<T>(
+        &self,
+        mut stuck: impl FnMut() -> Option<T>,
+    ) -> Result<std::result::Result<(Stop, Vec<RawSiginfo>), T>> {
         self.interrupt()?;
-        self.wait_past_signals()
+        let mut dequeued = Vec::new();
+        loop {
+            match self.wait_unless(&mut stuck)? {
+                Err(gave_up) => return Ok(Err(gave_up)),
+                Ok(Stop::Signal(_)) => {
+                    dequeued.push(self.siginfo()?);
+                    self.cont(0)?;
+                }
+                Ok(other) => return Ok(Ok((other, dequeued))),
+            }
+        }
+    }
+
+    /// Waits for the next state change without blocking for good: after a short spin,
+    /// `stuck` is asked about once a millisecond, and a `Some` from it ends the wait.
+    fn wait_unless<T>(
+        &self,
+        stuck: &mut impl FnMut() -> Option<T>,
+    ) -> Result<std::result::Result<Stop, T>> {
+        let mut polls = 0u32;
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes only to the status integer we own.
+            let r = unsafe { libc::waitpid(self.tid, &mut status, libc::__WALL | libc::WNOHANG) };
+            if r == self.tid {
+                return Ok(Ok(decode_status(status)));
+            }
+            if r == -1 {
+                let e = Errno::last();
+                if e.0 == libc::EINTR {
+                    continue;
+                }
+                return Err(e);
+            }
+            // Stopping takes a wakeup and a trip through the scheduler: usually microseconds.
+            polls += 1;
+            if polls <= 200 {
+                std::thread::yield_now();
+                continue;
+            }
+            if let Some(gave_up) = stuck() {
+                return Ok(Err(gave_up));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Resumes a thread from the group-stop (job control) report that seizing a stopped

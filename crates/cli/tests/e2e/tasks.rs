@@ -1,6 +1,9 @@
 //! Process trees, threads and per-task kernel state (one self-verifying fixture each).
 
-use crate::harness::{Start, checkpoint_restore_fixture, leave_running_then_restore};
+use crate::harness::{
+    Scratch, Start, checkpoint_restore_fixture, descendants, leave_running_then_restore, setup,
+    start, stasis, status_field,
+};
 
 #[test]
 fn threads_with_per_thread_state() {
@@ -123,4 +126,41 @@ fn leave_running_cow() {
             ..Start::new("cow")
         },
     );
+}
+
+/// A thread suspended in vfork() never stops for ptrace (the wait ignores everything but
+/// SIGKILL): the dump must say so instead of hanging, and leave the tree as it was: the
+/// fixture checks that vfork had not returned before SIGTERM, then finishes normally.
+#[test]
+fn dump_during_vfork_fails_cleanly() {
+    let _serial = setup();
+    let scratch = Scratch::new("vfork");
+    let mut run = start(&scratch, Start::new("vfork"));
+    let images = scratch.join("images");
+    let out = stasis(&[
+        "dump",
+        "-t",
+        &run.pid.to_string(),
+        "-D",
+        images.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "a vfork in progress was dumped");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
+    assert!(
+        err.contains(&format!("process {}", run.pid)) && err.contains("vfork"),
+        "unclear error: {err}"
+    );
+    for pid in descendants(run.pid).into_iter().chain([run.pid]) {
+        assert_eq!(
+            status_field(pid, "TracerPid").as_deref(),
+            Some("0"),
+            "process {pid} is still traced after the failed dump"
+        );
+    }
+    run.assert_pass();
 }

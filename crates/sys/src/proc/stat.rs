@@ -125,6 +125,57 @@ pub fn read_stat(pid: Pid) -> ProcResult<Stat> {
     parse_stat(&read_text(p.clone())?, p)
 }
 
+/// What a thread that is not stopping is doing in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Suspended in `vfork()` (or a clone with `CLONE_VFORK`) until its child execs or
+    /// exits: the wait ignores everything but SIGKILL, ptrace stops included.
+    Vfork,
+    /// In uninterruptible sleep in the named kernel function.
+    Uninterruptible(String),
+    /// Anything else (running, or a sleep that will notice a stop request).
+    Other,
+}
+
+/// What thread `tid` of process `pid` is blocked in, from `/proc/PID/task/TID/{stat,
+/// syscall,wchan}`.
+pub fn blocked_in(pid: Pid, tid: Pid) -> Blocked {
+    let task = |name: &str| path(pid, &format!("task/{tid}/{name}"));
+    let state = read_text(task("stat"))
+        .ok()
+        .and_then(|t| {
+            t.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .and_then(|rest| rest.bytes().next());
+    if state != Some(b'D') {
+        return Blocked::Other;
+    }
+    // "NR arg0 ... arg5 sp pc" while in a system call.
+    let syscall = read_text(task("syscall")).unwrap_or_default();
+    let mut words = syscall.split_whitespace();
+    let nr = words.next().and_then(|w| w.parse::<i64>().ok());
+    let flags = words
+        .next()
+        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    let vfork = match nr {
+        Some(58) => true,                                  // vfork
+        Some(56) => flags & libc::CLONE_VFORK as u64 != 0, // clone
+        Some(435) => true, // clone3 sleeps in D state only for CLONE_VFORK
+        _ => false,
+    };
+    if vfork {
+        return Blocked::Vfork;
+    }
+    let wchan = read_text(task("wchan")).unwrap_or_default();
+    Blocked::Uninterruptible(if wchan.is_empty() || wchan == "0" {
+        "an unknown function".into()
+    } else {
+        wchan
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
