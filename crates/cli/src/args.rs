@@ -55,6 +55,10 @@ pub struct Args {
     pub tick_ms: Option<u64>,
     /// `--report FILE` (workload).
     pub report: Option<PathBuf>,
+    /// `--children N` (workload): forked children sharing its memory.
+    pub children: Option<usize>,
+    /// `--threads N` (workload): extra threads.
+    pub threads: Option<usize>,
     /// Options accepted for compatibility that change nothing for the state stasis
     /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
     pub accepted: Vec<String>,
@@ -83,6 +87,8 @@ impl Default for Args {
             ready_fd: None,
             tick_ms: None,
             report: None,
+            children: None,
+            threads: None,
             accepted: Vec::new(),
         }
     }
@@ -114,6 +120,8 @@ enum Key {
     Runs,
     ReadyFd,
     TickMs,
+    Children,
+    Threads,
     Report,
     /// Compatibility flag with no effect yet.
     Accepted,
@@ -169,6 +177,8 @@ const SPECS: &[Spec] = &[
     spec("ready-fd", None, HasArg::Required, Key::ReadyFd),
     spec("tick-ms", None, HasArg::Required, Key::TickMs),
     spec("report", None, HasArg::Required, Key::Report),
+    spec("children", None, HasArg::Required, Key::Children),
+    spec("threads", None, HasArg::Required, Key::Threads),
     // Accepted for compatibility with scripts written for CRIU. They allow kinds of state
     // (or tune behaviour) that stasis either handles without being asked or rejects with
     // a clear error when it meets them.
@@ -254,6 +264,8 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::ReadyFd => args.ready_fd = Some(number(need(value)?, shown)?),
         Key::TickMs => args.tick_ms = Some(number(need(value)?, shown)?),
         Key::Report => args.report = Some(need(value)?.into()),
+        Key::Children => args.children = Some(number(need(value)?, shown)?),
+        Key::Threads => args.threads = Some(number(need(value)?, shown)?),
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
     Ok(())

@@ -52,14 +52,19 @@ fn page_cache_bandwidth(dir: &Path) -> Result<f64, String> {
 
 /// Dumps and restores a workload of `mib` MiB `runs` times into one images directory (as
 /// periodic checkpoints do); returns every (dump, restore) time, first run first.
-fn cycle(dir: &Path, mib: u64, runs: usize) -> Result<Vec<(Duration, Duration)>, String> {
-    let images = dir.join(format!("images-{mib}"));
+fn cycle(
+    dir: &Path,
+    mib: u64,
+    runs: usize,
+    extra: &[&str],
+) -> Result<Vec<(Duration, Duration)>, String> {
+    let images = dir.join(format!("images-{mib}-{}", extra.join("-")));
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir_all(&images).map_err(|e| e.to_string())?;
     let images_s = images.to_str().ok_or("image path is not UTF-8")?;
     let mut times = Vec::new();
     for _ in 0..runs {
-        let mut w = start_workload(dir, mib, 1000)?;
+        let mut w = start_workload(dir, mib, 1000, extra)?;
         let pid = w.pid.to_string();
         let dump = stasis_timed(&["dump", "-t", &pid, "-D", images_s])?;
         w.reap();
@@ -94,7 +99,7 @@ pub fn run(dir: Option<&Path>, mib: u64, runs: usize) -> Result<(), String> {
         memcpy / GIB,
         cache / GIB
     );
-    let times = cycle(&dir, mib, runs)?;
+    let times = cycle(&dir, mib, runs, &[])?;
     let bytes = (mib << 20) as f64;
     let (first_dump, first_restore) = times[0];
     let dump = median(times.iter().map(|t| t.0).collect());
@@ -111,14 +116,21 @@ pub fn run(dir: Option<&Path>, mib: u64, runs: usize) -> Result<(), String> {
         ms(first_dump),
         ms(first_restore)
     );
-    let times = cycle(&dir, 0, runs.max(5))?;
-    let dump = median(times.iter().map(|t| t.0).collect());
-    let restore = median(times.iter().map(|t| t.1).collect());
-    println!(
-        "trivial process:  dump {:7.1} ms, restore {:7.1} ms",
-        ms(dump),
-        ms(restore)
-    );
+    let shapes: [(&str, u64, &[&str]); 3] = [
+        ("trivial process:", 0, &[]),
+        ("1000 threads:", 0, &["--threads", "999"]),
+        ("100 processes, 64 MiB shared:", 64, &["--children", "99"]),
+    ];
+    for (what, mib, extra) in shapes {
+        let times = cycle(&dir, mib, runs.max(5), extra)?;
+        let dump = median(times.iter().map(|t| t.0).collect());
+        let restore = median(times.iter().map(|t| t.1).collect());
+        println!(
+            "{what:<30} dump {:7.1} ms, restore {:7.1} ms",
+            ms(dump),
+            ms(restore)
+        );
+    }
     println!(
         "(times are wall clock of the stasis command, process start included; every restore was verified)"
     );

@@ -19,7 +19,13 @@ pub struct Workload {
 
 /// Starts `stasis workload` with `mib` MiB in a new session, logging into `dir`, and waits
 /// (with a deadline) until it is ready.
-pub fn start_workload(dir: &Path, mib: u64, tick_ms: u64) -> Result<Workload, String> {
+/// `extra` are further workload options (`--threads N`, `--children N`).
+pub fn start_workload(
+    dir: &Path,
+    mib: u64,
+    tick_ms: u64,
+    extra: &[&str],
+) -> Result<Workload, String> {
     // The restored workload is a child of `stasis restore`, which exits: as a subreaper we
     // inherit it and can wait for it.
     process::set_child_subreaper().map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
@@ -41,6 +47,7 @@ pub fn start_workload(dir: &Path, mib: u64, tick_ms: u64) -> Result<Workload, St
         .arg(tick_ms.to_string())
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -72,6 +79,8 @@ impl Workload {
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
         }
+        // Its children died with it and came to us, the subreaper: free their pids.
+        let _ = process::reap_terminated();
     }
 
     /// Ticks counted so far.
@@ -176,7 +185,7 @@ pub fn run(dir: Option<&Path>) -> Result<(), String> {
     let mib = 256;
     println!("stasis demo: checkpoint and restore a running process");
     println!();
-    let mut w = start_workload(&dir, mib, 50)?;
+    let mut w = start_workload(&dir, mib, 50, &[])?;
     println!(
         "1. started the workload, pid {}: {mib} MiB of pseudo-random memory, counting ticks",
         w.pid

@@ -180,12 +180,14 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
         // The built-in workload of demo and bench (not a CRIU command).
         "workload" => {
             let report = args.report.clone().ok_or("workload needs --report FILE")?;
-            let code = workload::run(
-                args.mib.unwrap_or(64),
-                args.ready_fd,
-                &report,
-                args.tick_ms.unwrap_or(100),
-            );
+            let code = workload::run(&workload::Shape {
+                mib: args.mib.unwrap_or(64),
+                ready_fd: args.ready_fd,
+                report: &report,
+                tick_ms: args.tick_ms.unwrap_or(100),
+                children: args.children.unwrap_or(0),
+                threads: args.threads.unwrap_or(0),
+            });
             Ok(ExitCode::from(code))
         }
         other => Err(format!("unknown command '{other}' (try --help)")),

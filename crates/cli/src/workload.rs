@@ -5,6 +5,8 @@
 //! with a pseudo-random stream, writes one byte to FD when ready, then counts ticks (one
 //! line per tick appended to FILE.ticks). On SIGTERM it regenerates the stream, compares
 //! every word, checks its counters and writes `PASS ...` or `FAIL ...` to FILE.
+//! `--threads N` adds threads counting on their own, `--children N` forked children that
+//! share the memory copy-on-write and check it too.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,16 +34,95 @@ impl Stream {
 
 const SEED: u64 = 0x5354_4153_4953_2121;
 
+/// The pause of a busy counter: mostly running.
+const BUSY: Duration = Duration::from_millis(1);
+
+/// What the workload looks like.
+#[derive(Debug)]
+pub struct Shape<'a> {
+    /// Anonymous memory filled with the stream.
+    pub mib: u64,
+    /// Where to write the readiness byte.
+    pub ready_fd: Option<i32>,
+    /// Where the verdict goes.
+    pub report: &'a std::path::Path,
+    /// Interval of the tick lines.
+    pub tick_ms: u64,
+    /// Forked children: each shares the memory copy-on-write and checks it at the end.
+    pub children: usize,
+    /// Extra threads, each with counters of its own.
+    pub threads: usize,
+}
+
+/// Two counters kept in lockstep until SIGTERM, pausing `pause` every 1024 steps: a
+/// restore that loses or mixes state breaks them. Returns an error text if they disagree.
+fn count_until_term(pause: Duration, mut tick: impl FnMut()) -> Result<u64, String> {
+    let (mut a, mut b) = (0u64, 0u64);
+    while !TERM.load(Ordering::SeqCst) {
+        a += 1;
+        b += 3;
+        tick();
+        if a % 1024 == 0 {
+            std::thread::sleep(pause);
+        }
+    }
+    if b == 3 * a {
+        Ok(a)
+    } else {
+        Err(format!("counters disagree: a={a} b={b}"))
+    }
+}
+
+fn check_memory(memory: &[u64]) -> Result<(), String> {
+    let mut s = Stream(SEED);
+    match memory.iter().position(|w| *w != s.next()) {
+        Some(i) => Err(format!("memory differs at offset {:#x}", i * 8)),
+        None => Ok(()),
+    }
+}
+
 /// Runs the workload; returns the process exit code.
-pub fn run(mib: u64, ready_fd: Option<i32>, report: &std::path::Path, tick_ms: u64) -> u8 {
+pub fn run(shape: &Shape<'_>) -> u8 {
+    let Shape {
+        mib,
+        ready_fd,
+        report,
+        tick_ms,
+        children,
+        threads,
+    } = *shape;
     if let Err(e) = stasis_sys::signal::set_handler(libc::SIGTERM, on_term) {
         eprintln!("workload: cannot handle SIGTERM: {e}");
         return 2;
     }
+    let ready = ready_fd.and_then(stasis_sys::fs::adopt_inherited);
     let words = (mib << 20) as usize / 8;
     let mut memory: Vec<u64> = Vec::with_capacity(words);
     let mut s = Stream(SEED);
     memory.extend((0..words).map(|_| s.next()));
+    // Children first (a fork needs a single thread): they share the memory copy-on-write,
+    // count on their own, and on SIGTERM check both and exit 0 or 1.
+    let mut kids = Vec::with_capacity(children);
+    for _ in 0..children {
+        match stasis_sys::process::fork_single_threaded() {
+            Ok(None) => {
+                // Readiness is the parent's to report.
+                drop(ready);
+                let ok = count_until_term(BUSY, || {}).and_then(|_| check_memory(&memory));
+                stasis_sys::process::exit_now(i32::from(ok.is_err()));
+            }
+            Ok(Some(pid)) => kids.push(pid),
+            Err(e) => {
+                eprintln!("workload: fork: {e}");
+                return 2;
+            }
+        }
+    }
+    // The extra threads are mostly asleep, as in a server's pool: a thousand threads
+    // all spinning on a few cores would starve everything else, stasis included.
+    let workers: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(|| count_until_term(Duration::from_millis(20), || {})))
+        .collect();
     let ticks_path = report.with_extension("ticks");
     let mut ticks = match std::fs::OpenOptions::new()
         .create(true)
@@ -54,31 +135,47 @@ pub fn run(mib: u64, ready_fd: Option<i32>, report: &std::path::Path, tick_ms: u
             return 2;
         }
     };
-    if let Some(fd) = ready_fd {
-        stasis_sys::fs::write_and_close(fd, b"R");
+    if let Some(fd) = ready {
+        let _ = std::fs::File::from(fd).write_all(b"R");
     }
-    // Two counters kept in lockstep: a restore that loses or mixes state breaks them.
-    let (mut a, mut b) = (0u64, 0u64);
     let mut tick = 0u64;
     let mut last = Instant::now();
-    while !TERM.load(Ordering::SeqCst) {
-        a += 1;
-        b += 3;
+    let counted = count_until_term(BUSY, || {
         if last.elapsed() >= Duration::from_millis(tick_ms) {
             tick += 1;
             let _ = writeln!(ticks, "tick {tick}");
             last = Instant::now();
         }
-        if a % 1024 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
+    });
+    let mut problems = Vec::new();
+    let iterations = counted.unwrap_or_else(|e| {
+        problems.push(e);
+        0
+    });
+    if let Err(e) = check_memory(&memory) {
+        problems.push(e);
+    }
+    for (i, w) in workers.into_iter().enumerate() {
+        match w.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!("thread {i}: {e}")),
+            Err(_) => problems.push(format!("thread {i} panicked")),
         }
     }
-    let mut s = Stream(SEED);
-    let bad = memory.iter().position(|w| *w != s.next());
-    let verdict = match bad {
-        _ if b != 3 * a => format!("FAIL counters disagree: a={a} b={b}"),
-        Some(i) => format!("FAIL memory differs at offset {:#x}", i * 8),
-        None => format!("PASS {mib} MiB verified, {a} iterations"),
+    for pid in kids {
+        let _ = stasis_sys::process::kill(pid, libc::SIGTERM);
+        match stasis_sys::process::wait_exit(pid) {
+            Ok(stasis_sys::process::ExitStatus::Code(0)) => {}
+            Ok(other) => problems.push(format!("child {pid} ended with {other:?}")),
+            Err(e) => problems.push(format!("child {pid}: wait: {e}")),
+        }
+    }
+    let verdict = match problems.first() {
+        Some(p) => format!("FAIL {p}"),
+        None => format!(
+            "PASS {mib} MiB verified, {iterations} iterations, {threads} more threads, \
+             {children} children"
+        ),
     };
     if std::fs::write(report, format!("{verdict}\n")).is_err() {
         return 2;

@@ -59,8 +59,8 @@ pub struct Frozen {
 /// How long a thread in uninterruptible sleep (disk or network I/O) may take to stop.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Attaches to and stops thread `tid` of process `pid`.
-fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
+/// Attaches to thread `tid` of process `pid` and asks it to stop.
+fn seize_thread(pid: Pid, tid: Pid) -> Result<Tracee> {
     // SUSPEND_SECCOMP: injected syscalls must not be judged by the task's own filters.
     let options = abi::PTRACE_O_TRACESYSGOOD | abi::PTRACE_O_SUSPEND_SECCOMP;
     let tracee = Tracee::seize(tid, options).map_err(|errno| match errno.0 {
@@ -75,10 +75,18 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
             errno,
         },
     })?;
+    tracee
+        .interrupt()
+        .ctx(pid, || format!("interrupt thread {tid}"))?;
+    Ok(tracee)
+}
+
+/// Waits until a seized and interrupted thread stops, and takes its state.
+fn freeze_thread(pid: Pid, tid: Pid, tracee: Tracee) -> Result<FrozenThread> {
     // A thread in some kernel waits never stops: say why instead of hanging.
     let deadline = std::time::Instant::now() + STOP_TIMEOUT;
     let stopped = tracee
-        .interrupt_and_wait_unless(|| match proc::blocked_in(pid, tid) {
+        .wait_interrupted_unless(|| match proc::blocked_in(pid, tid) {
             Blocked::Vfork => Some(
                 "it is suspended in vfork() until its child execs or exits (the child runs \
                  on its memory); a vfork in progress cannot be checkpointed"
@@ -154,20 +162,44 @@ fn freeze_thread(pid: Pid, tid: Pid) -> Result<FrozenThread> {
 
 impl Frozen {
     /// Freezes every thread of process `pid`, rescanning until no new thread appears.
+    ///
+    /// All new threads are interrupted before any is waited for: they stop in parallel,
+    /// and busy threads still to stop do not compete for the CPU with ones that wait.
     pub fn freeze_process(&mut self, pid: Pid) -> Result<()> {
         loop {
-            let tids = proc::threads(pid).pctx(pid)?;
-            let mut new = false;
-            for tid in tids {
-                if self.threads.iter().any(|t| t.tracee.tid() == tid) {
-                    continue;
-                }
-                let thread = freeze_thread(pid, tid)?;
-                self.threads.push(thread);
-                new = true;
-            }
-            if !new {
+            let known: std::collections::HashSet<Pid> =
+                self.threads.iter().map(|t| t.tracee.tid()).collect();
+            let tids: Vec<Pid> = proc::threads(pid)
+                .pctx(pid)?
+                .into_iter()
+                .filter(|t| !known.contains(t))
+                .collect();
+            if tids.is_empty() {
                 return Ok(());
+            }
+            let mut seized = Vec::with_capacity(tids.len());
+            let mut failed = None;
+            for tid in tids {
+                match seize_thread(pid, tid) {
+                    Ok(t) => seized.push((tid, t)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Every seized thread is collected even after a failure, so that dropping
+            // `self` resumes it.
+            for (tid, tracee) in seized {
+                match freeze_thread(pid, tid, tracee) {
+                    Ok(thread) => self.threads.push(thread),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
     }

@@ -291,6 +291,18 @@ fn collect_and_write(
             dump_zombie(dir, m)?;
             continue;
         }
+        if m.pid == opts.pid
+            && m.stat.ppid > 0
+            && process::kcmp(m.pid, m.stat.ppid, KCMP_VM, 0, 0) == Ok(0)
+        {
+            // A vfork child runs on its parent's memory until it execs or exits.
+            return Err(DumpError::Unsupported {
+                pid: m.pid,
+                resource: format!("address space shared with its parent {}", m.stat.ppid),
+                reason: "the parent is outside the dumped tree (a vfork child before its exec?)"
+                    .into(),
+            });
+        }
         let ids = process_ids(m.pid, &mut objects)?;
         if m.pid == opts.pid {
             root_ids = Some(ids.clone());

@@ -576,7 +576,9 @@ fn reserve_zone(
 ) -> Result<(Layout, Reservation)> {
     let inherited: Vec<(usize, u64)> = adopted.iter().map(|(i, s)| (*i, s.slot)).collect();
     for _ in 0..4 {
-        let current = proc::read_smaps(process::getpid())
+        // maps, not smaps: the ranges are all the plan needs, and smaps would walk every
+        // page (those inherited from the parent included).
+        let current = proc::read_maps(process::getpid())
             .map_err(|e| RestoreError::Other(format!("process {pid}: {e}")))?;
         let layout =
             layout::plan(&current, &p.mm.vmas, &plan.targets, &inherited).ok_or_else(|| {

@@ -190,9 +190,7 @@ impl Attached {
                     .ctx(t.pid, || format!("detach thread {tid}"))?;
             }
         }
-        for tid in in_syscall {
-            wait_asleep(tid);
-        }
+        wait_asleep(&in_syscall);
         Ok(())
     }
 
@@ -277,17 +275,22 @@ fn step_into_syscall(tracee: &Tracee) -> Result<bool> {
     }
 }
 
-/// Waits (briefly, with a deadline) until a task restored inside a system call sleeps in
-/// it again. A call that completes at once (its timeout passed meanwhile) never sleeps;
-/// the deadline covers that.
-pub fn wait_asleep(pid: Pid) {
+/// Waits (briefly, with one deadline for all) until the tasks restored inside a system
+/// call sleep in it again. A call that completes at once (its timeout passed meanwhile)
+/// never sleeps, and busy threads may keep a sleeper off the CPU; the deadline covers
+/// both.
+pub fn wait_asleep(tids: &[Pid]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     let mut spins = 0u32;
+    let mut waiting = tids.to_vec();
     while std::time::Instant::now() < deadline {
-        match stasis_sys::proc::read_stat(pid) {
-            Ok(st) if st.state != b'R' => return,
-            Ok(_) => {}
-            Err(_) => return,
+        // Checked per thread: with many busy threads each read may wait long for the CPU.
+        waiting.retain(|tid| {
+            std::time::Instant::now() < deadline
+                && stasis_sys::proc::read_stat(*tid).is_ok_and(|st| st.state == b'R')
+        });
+        if waiting.is_empty() {
+            return;
         }
         spins += 1;
         if spins < 64 {

@@ -184,18 +184,16 @@ pub fn leak(fd: OwnedFd) -> RawFd {
     fd.into_raw_fd()
 }
 
-/// Writes `data` to the inherited fd `fd` and closes it (a readiness byte for whoever
-/// started us). Errors are ignored: the reader notices a missing byte by its deadline.
-pub fn write_and_close(fd: RawFd, data: &[u8]) {
-    // SAFETY: the fd number was handed to us by our parent to own; we write from a slice
-    // we borrow and close it once.
-    unsafe {
-        libc::write(fd, data.as_ptr().cast(), data.len());
+/// Takes ownership of an fd number our parent handed us (e.g. `--ready-fd 3`); `None`
+/// if it is not open.
+pub fn adopt_inherited(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
     }
-    // SAFETY: as above; nothing else in this process owns `fd`.
-    unsafe {
-        libc::close(fd);
-    }
+    // SAFETY: the fd is open, and the caller's parent handed the number to it to own:
+    // nothing else in this process owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Opens a new pseudo-terminal pair: (master, slave, slave path).

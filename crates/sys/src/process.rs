@@ -21,6 +21,26 @@ pub enum Forked {
 #[derive(Debug, PartialEq, Eq)]
 pub struct RestoreChild(());
 
+/// Forks the calling process (an ordinary fork); `None` in the child. Refused (EBUSY)
+/// unless the process has a single thread: after a fork of a multithreaded process only
+/// async-signal-safe code may run in the child, which safe Rust cannot promise.
+pub fn fork_single_threaded() -> Result<Option<Pid>> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .count();
+    if threads != 1 {
+        return Err(Errno(libc::EBUSY));
+    }
+    // SAFETY: the process has one thread (checked above), so the child is a complete
+    // copy in which any code may run.
+    let r = unsafe { libc::fork() };
+    match r {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
 /// Forks the calling process with `clone3`, giving the child the pid `pid` in our pid
 /// namespace (needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN). `EEXIST` means the pid is in
 /// use. `exit_signal` is the signal the parent gets when the child exits (normally

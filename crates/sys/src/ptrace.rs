@@ -139,9 +139,18 @@ impl Tracee {
     /// interrupt stays pending, and the thread traps whenever it leaves the kernel).
     pub fn interrupt_and_wait_unless<T>(
         &self,
-        mut stuck: impl FnMut() -> Option<T>,
+        stuck: impl FnMut() -> Option<T>,
     ) -> Result<std::result::Result<(Stop, Vec<RawSiginfo>), T>> {
         self.interrupt()?;
+        self.wait_interrupted_unless(stuck)
+    }
+
+    /// The waiting half of [`Tracee::interrupt_and_wait_unless`], for a thread already
+    /// interrupted (so that many threads can be interrupted first and stop in parallel).
+    pub fn wait_interrupted_unless<T>(
+        &self,
+        mut stuck: impl FnMut() -> Option<T>,
+    ) -> Result<std::result::Result<(Stop, Vec<RawSiginfo>), T>> {
         let mut dequeued = Vec::new();
         loop {
             match self.wait_unless(&mut stuck)? {
