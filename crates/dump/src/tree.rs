@@ -187,33 +187,59 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-/// Sessions and process groups must be restorable: their leaders are in the tree (or,
-/// for a shell job, they are the root's own session and group, which the restore joins).
+/// Sessions and process groups must be restorable: their leaders are in the tree (alive
+/// or zombie), or gone (the restore stands in a helper process for them), or, for a shell
+/// job, they are the root's own session and group, which the restore joins. A leader alive
+/// outside the tree cannot be recreated.
 fn check_sessions(opts: &DumpOptions, root: &proc::Stat, members: &[Member]) -> Result<()> {
-    let in_tree = |pid: Pid| members.iter().any(|m| m.pid == pid && !m.zombie);
+    let in_tree = |pid: Pid| members.iter().any(|m| m.pid == pid);
+    // Whether the process `id` still leads that session (or group) outside the tree.
+    let alive_outside = |id: Pid, session: bool| {
+        !in_tree(id)
+            && proc::read_stat(id).is_ok_and(|st| {
+                st.state != b'Z'
+                    && if session {
+                        st.session == id
+                    } else {
+                        st.pgrp == id
+                    }
+            })
+    };
     for m in members {
         let external_ok = |id: Pid, root_id: Pid| opts.shell_job && id == root_id;
-        if !in_tree(m.stat.session) && !external_ok(m.stat.session, root.session) {
+        let (sid, pgid) = (m.stat.session, m.stat.pgrp);
+        if !external_ok(sid, root.session) && alive_outside(sid, true) {
             return Err(DumpError::Unsupported {
                 pid: m.pid,
-                resource: format!("session {}", m.stat.session),
-                reason: "its leader is not a live process of the dumped tree (helper processes \
-                         for dead session leaders are not supported yet)"
-                    .into(),
+                resource: format!("session {sid}"),
+                reason: format!(
+                    "its leader {sid} runs outside the dumped tree{}",
+                    if m.pid == root.pid {
+                        " (dump it as a shell job with --shell-job?)"
+                    } else {
+                        ""
+                    }
+                ),
             });
         }
-        let group_ok = in_tree(m.stat.pgrp)
-            || external_ok(m.stat.pgrp, root.pgrp)
-            || members
-                .iter()
-                .any(|o| !o.zombie && o.stat.pgrp == m.stat.pgrp && o.pid == m.stat.pgrp);
-        if !group_ok {
+        if !external_ok(pgid, root.pgrp) && alive_outside(pgid, false) {
             return Err(DumpError::Unsupported {
                 pid: m.pid,
-                resource: format!("process group {}", m.stat.pgrp),
-                reason: "its leader is not a live process of the dumped tree (helper processes \
-                         for dead group leaders are not supported yet)"
-                    .into(),
+                resource: format!("process group {pgid}"),
+                reason: format!("its leader {pgid} runs outside the dumped tree"),
+            });
+        }
+        let gone = |id: Pid| {
+            !in_tree(id) && !external_ok(id, if id == sid { root.session } else { root.pgrp })
+        };
+        if pgid != sid && gone(pgid) && gone(sid) {
+            return Err(DumpError::Unsupported {
+                pid: m.pid,
+                resource: format!("process group {pgid}"),
+                reason: format!(
+                    "its leader is gone and so is the leader of its session {sid}: helper \
+                     processes for both are not supported yet"
+                ),
             });
         }
     }

@@ -21,7 +21,7 @@ use crate::error::{RestoreError, Result, SysContext};
 use crate::files::OpenedFiles;
 use crate::image::{Images, ProcessImage, ZombieImage};
 use crate::layout::{self, Layout};
-use crate::plan::Plan;
+use crate::plan::{Helper, Plan};
 use crate::program::{Arena, Program};
 use crate::{blob, memory, sigframe, task};
 
@@ -132,6 +132,10 @@ pub(crate) fn run(
             send(ctx, pid, MSG_READY, &payload);
             // Wait until stasis is attached to every process (it must see our trap).
             wait_byte(ctx.go);
+            if reap_helpers(ctx, pid).is_err() {
+                // stasis sees this process die before its trap.
+                process::exit_now(1);
+            }
             let _ = fs::close_fd(&token, ctx.to_stasis);
             let _ = fs::close_fd(&token, ctx.barrier);
             let _ = fs::close_fd(&token, ctx.go);
@@ -159,9 +163,53 @@ fn enter_session(ctx: &Context<'_>, pid: Pid) -> Result<()> {
     Ok(())
 }
 
-/// The children (each handed `inherited`), then the barrier and the group join. Shared
-/// by live processes and zombies.
+/// Forks `child` with its pid; it runs its own restore, handed `inherited`. A helper forks
+/// the children it stands in for with `CLONE_PARENT` (their parent is the helper's).
+fn fork_one(
+    ctx: &Context<'_>,
+    forker: Pid,
+    child: Pid,
+    flags: u64,
+    inherited: &memory::Inherited<'_>,
+) -> Result<()> {
+    // A CLONE_PARENT child takes the forker's exit signal; clone3 wants none given.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD
+    };
+    match process::fork_with_pid(child, flags, exit_signal) {
+        Ok(Forked::Child(token)) => run(token, ctx, child, inherited),
+        Ok(Forked::Parent(_)) => Ok(()),
+        Err(stasis_sys::Errno(libc::EEXIST)) => Err(RestoreError::PidInUse { pid: child }),
+        Err(errno) => Err(RestoreError::Sys {
+            pid: forker,
+            what: format!("fork child {child}"),
+            errno,
+        }),
+    }
+}
+
+/// The helpers, then the children (each handed `inherited`), then the barrier and the
+/// group join. Shared by live processes and zombies.
 fn fork_children(ctx: &Context<'_>, pid: Pid, inherited: &memory::Inherited<'_>) -> Result<()> {
+    let helpers = ctx.plan.helpers.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
+    for h in helpers {
+        match process::fork_with_pid(h.pid, 0, libc::SIGCHLD) {
+            Ok(Forked::Child(_)) => run_helper(ctx, h, inherited),
+            Ok(Forked::Parent(_)) => {}
+            Err(stasis_sys::Errno(libc::EEXIST)) => {
+                return Err(RestoreError::PidInUse { pid: h.pid });
+            }
+            Err(errno) => {
+                return Err(RestoreError::Sys {
+                    pid,
+                    what: format!("fork helper {}", h.pid),
+                    errno,
+                });
+            }
+        }
+    }
     for child in ctx
         .plan
         .children
@@ -169,19 +217,8 @@ fn fork_children(ctx: &Context<'_>, pid: Pid, inherited: &memory::Inherited<'_>)
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {
-        match process::fork_with_pid(child.pid, 0, libc::SIGCHLD) {
-            Ok(Forked::Child(token)) => run(token, ctx, child.pid, inherited),
-            Ok(Forked::Parent(_)) => {}
-            Err(stasis_sys::Errno(libc::EEXIST)) => {
-                return Err(RestoreError::PidInUse { pid: child.pid });
-            }
-            Err(errno) => {
-                return Err(RestoreError::Sys {
-                    pid,
-                    what: format!("fork child {}", child.pid),
-                    errno,
-                });
-            }
+        if !helpers.iter().any(|h| h.forks.contains(&child.pid)) {
+            fork_one(ctx, pid, child.pid, 0, inherited)?;
         }
     }
     send(ctx, pid, MSG_CREATED, &[]);
@@ -189,6 +226,45 @@ fn fork_children(ctx: &Context<'_>, pid: Pid, inherited: &memory::Inherited<'_>)
     let s = ctx.plan.sessions.get(&pid).copied().unwrap_or_default();
     if let Some(pgid) = s.join_group {
         process::setpgid(0, pgid).ctx(pid, || format!("join process group {pgid}"))?;
+    }
+    Ok(())
+}
+
+/// A helper: takes the gone leader's place (session or group), forks the children it
+/// stands in for, and lives until every process is rebuilt (the go byte); its parent
+/// reaps it.
+fn run_helper(ctx: &Context<'_>, h: &Helper, inherited: &memory::Inherited<'_>) -> ! {
+    log::set_max_level(log::LevelFilter::Off);
+    let result = if h.setsid {
+        process::setsid()
+            .map(drop)
+            .ctx(h.pid, || "setsid (helper)".into())
+    } else {
+        process::setpgid(0, 0).ctx(h.pid, || "setpgid(0, 0) (helper)".into())
+    }
+    .and_then(|()| {
+        h.forks
+            .iter()
+            .try_for_each(|c| fork_one(ctx, h.pid, *c, libc::CLONE_PARENT as u64, inherited))
+    });
+    if let Err(e) = result {
+        send(ctx, h.pid, MSG_ERROR, e.to_string().as_bytes());
+        process::exit_now(1);
+    }
+    send(ctx, h.pid, MSG_CREATED, &[]);
+    wait_byte(ctx.go);
+    process::exit_now(0);
+}
+
+/// Reaps the helpers this process forked (they exit at the go byte) and drops the
+/// SIGCHLD they sent, before the process runs its own code.
+fn reap_helpers(ctx: &Context<'_>, pid: Pid) -> Result<()> {
+    let helpers = ctx.plan.helpers.get(&pid).map(Vec::as_slice).unwrap_or(&[]);
+    for h in helpers {
+        process::wait_exit(h.pid).ctx(pid, || format!("reap helper {}", h.pid))?;
+    }
+    if !helpers.is_empty() {
+        signal::drain_pending(libc::SIGCHLD).ctx(pid, || "drop SIGCHLD".into())?;
     }
     Ok(())
 }

@@ -6,6 +6,13 @@
 //! is forked by its parent (keeping the parent/child links), creates its session or group
 //! right after the fork if it leads one, and only when the whole tree exists (a barrier
 //! run by stasis) joins a group led by someone else.
+//!
+//! A session or group whose leader is gone (its pid no longer in the tree) gets a
+//! temporary **helper** process with the leader's pid, forked by the parent of its first
+//! member: it calls `setsid` (a session's) or `setpgid(0, 0)` (a group's), forks the
+//! members that must inherit its session with `CLONE_PARENT` (so their parent is still
+//! the image's), and exits once the tree is rebuilt; its parent reaps it before running
+//! on.
 
 use std::collections::HashMap;
 
@@ -34,13 +41,27 @@ pub struct Child {
     pub zombie: bool,
 }
 
+/// A temporary process standing in for a session or group leader that is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Helper {
+    /// The leader's pid (so the session or group id comes out right).
+    pub pid: Pid,
+    /// `setsid()` (a session's leader), else `setpgid(0, 0)` (a group's).
+    pub setsid: bool,
+    /// Children of the helper's parent that it forks (with CLONE_PARENT) so that they
+    /// inherit its session.
+    pub forks: Vec<Pid>,
+}
+
 /// The plan for the whole tree.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Session and group actions by pid.
     pub sessions: HashMap<Pid, SessionPlan>,
-    /// Children of each process, in image order.
+    /// Children of each process, in image order (those a helper forks included).
     pub children: HashMap<Pid, Vec<Child>>,
+    /// Helpers each process forks (before its children).
+    pub helpers: HashMap<Pid, Vec<Helper>>,
     /// Every pid the restore creates (processes, zombies, threads).
     pub all_pids: Vec<Pid>,
     /// Processes (alive and zombie), the ones that report "created".
@@ -112,30 +133,58 @@ pub fn build(images: &Images, shell_job: bool) -> Result<Plan> {
                 find(ppid).map_or(0, |p| p.3)
             };
             let inherited_ok = parent_sid == sid || external(sid, root_sid);
-            if !inherited_ok {
+            // A session whose leader is gone comes from a helper the parent forks.
+            let via_helper = !inherited_ok && pid != root && !members.iter().any(|m| m.0 == sid);
+            if !inherited_ok && !via_helper {
                 return Err(RestoreError::Unsupported {
                     pid,
                     resource: format!("session {sid}"),
                     reason: format!(
-                        "its parent {ppid} is in session {parent_sid}; a session that is not \
-                         inherited needs a helper process, which is not supported yet"
+                        "its parent {ppid} is in session {parent_sid}, and its leader {sid} is \
+                         alive elsewhere in the tree: a session can only be inherited"
                     ),
                 });
+            }
+            if via_helper {
+                let helpers = plan.helpers.entry(ppid).or_default();
+                match helpers.iter_mut().find(|h| h.pid == sid) {
+                    Some(h) => h.forks.push(pid),
+                    None => helpers.push(Helper {
+                        pid: sid,
+                        setsid: true,
+                        forks: vec![pid],
+                    }),
+                }
             }
             if pgid == pid {
                 s.lead_group = true;
             } else if pid != root {
-                let parent_pgid = find(ppid).map_or(0, |p| p.2);
+                let parent_pgid = if via_helper {
+                    sid
+                } else {
+                    find(ppid).map_or(0, |p| p.2)
+                };
                 if pgid != parent_pgid && !external(pgid, root_pgid) {
                     // A zombie leader still holds its group until it is reaped.
                     if !members.iter().any(|m| m.0 == pgid) {
-                        return Err(RestoreError::Unsupported {
-                            pid,
-                            resource: format!("process group {pgid}"),
-                            reason: "its leader is not in the tree; a helper process for it is \
-                                     not supported yet"
-                                .into(),
-                        });
+                        if via_helper {
+                            return Err(RestoreError::Unsupported {
+                                pid,
+                                resource: format!("process group {pgid}"),
+                                reason: format!(
+                                    "its leader is gone, and so is the leader of its session \
+                                     {sid}: helpers for both are not supported yet"
+                                ),
+                            });
+                        }
+                        let helpers = plan.helpers.entry(ppid).or_default();
+                        if !helpers.iter().any(|h| h.pid == pgid) {
+                            helpers.push(Helper {
+                                pid: pgid,
+                                setsid: false,
+                                forks: Vec::new(),
+                            });
+                        }
                     }
                     s.join_group = Some(pgid);
                 }
@@ -143,6 +192,8 @@ pub fn build(images: &Images, shell_job: bool) -> Result<Plan> {
         }
         plan.sessions.insert(pid, s);
     }
+    plan.all_pids
+        .extend(plan.helpers.values().flatten().map(|h| h.pid));
     plan.targets = images
         .processes
         .iter()

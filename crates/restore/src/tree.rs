@@ -142,7 +142,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     drop(files);
     drop(shared);
 
-    let result = supervise(&images, from_children, barrier_write, go_write);
+    let result = supervise(&images, &plan, from_children, barrier_write, go_write);
     if let Err(e) = result {
         // Never leave a half-restored process behind.
         kill_all(&plan);
@@ -230,12 +230,22 @@ fn next_message(fd: &OwnedFd, waiting_on: &[Pid]) -> Result<Message> {
     }
 }
 
-fn supervise(images: &Images, from_children: OwnedFd, barrier: OwnedFd, go: OwnedFd) -> Result<()> {
+fn supervise(
+    images: &Images,
+    plan: &Plan,
+    from_children: OwnedFd,
+    barrier: OwnedFd,
+    go: OwnedFd,
+) -> Result<()> {
     let alive: Vec<Pid> = images.processes.iter().map(|p| p.pid()).collect();
+    let helpers: Vec<Pid> = plan.helpers.values().flatten().map(|h| h.pid).collect();
+    // Processes and zombies wait at the barrier; helpers report "created" too.
+    let at_barrier = alive.len() + images.zombies.len();
     let members: Vec<Pid> = alive
         .iter()
         .copied()
         .chain(images.zombies.iter().map(|z| z.pid()))
+        .chain(helpers.iter().copied())
         .collect();
     let mut created: HashSet<Pid> = HashSet::new();
     let mut ready: HashMap<Pid, Ready> = HashMap::new();
@@ -264,8 +274,12 @@ fn supervise(images: &Images, from_children: OwnedFd, barrier: OwnedFd, go: Owne
             MSG_CREATED => {
                 created.insert(m.pid);
                 if created.len() == members.len() {
-                    log::debug!("all {} processes exist", members.len());
-                    release(&barrier, members.len())?;
+                    log::debug!(
+                        "all {} processes exist ({} helpers)",
+                        members.len(),
+                        helpers.len()
+                    );
+                    release(&barrier, at_barrier)?;
                 }
             }
             MSG_READY if m.payload.len() == 24 => {
@@ -289,8 +303,8 @@ fn supervise(images: &Images, from_children: OwnedFd, barrier: OwnedFd, go: Owne
         }
     }
     drop(barrier);
-    // Every process is attached: let them all jump.
-    release(&go, alive.len())?;
+    // Every process is attached: let them all jump, and the helpers end.
+    release(&go, alive.len() + helpers.len())?;
     drop(go);
     attached.finish(images)
 }

@@ -164,3 +164,8 @@ fn dump_during_vfork_fails_cleanly() {
     }
     run.assert_pass();
 }
+
+#[test]
+fn sessions_and_groups_whose_leader_is_gone() {
+    checkpoint_restore_fixture("gone_leaders", Start::new("gone_leaders"));
+}
