@@ -39,6 +39,8 @@ pub struct Args {
     pub restore_detached: bool,
     /// `--pidfile FILE`.
     pub pidfile: Option<PathBuf>,
+    /// `--new-pid-ns` (restore; not in CRIU): restore into a new pid namespace.
+    pub new_pid_ns: bool,
     /// `--json` (show).
     pub json: bool,
     /// `-h/--help`.
@@ -79,6 +81,7 @@ impl Default for Args {
             shell_job: false,
             restore_detached: false,
             pidfile: None,
+            new_pid_ns: false,
             json: false,
             help: false,
             version: false,
@@ -120,6 +123,7 @@ enum Key {
     Runs,
     ReadyFd,
     TickMs,
+    NewPidNs,
     Children,
     Threads,
     Report,
@@ -168,6 +172,7 @@ const SPECS: &[Spec] = &[
     spec("daemon", None, HasArg::No, Key::Detached(true)),
     spec("no-daemon", None, HasArg::No, Key::Detached(false)),
     spec("pidfile", None, HasArg::Required, Key::Pidfile),
+    spec("new-pid-ns", None, HasArg::No, Key::NewPidNs),
     spec("json", None, HasArg::No, Key::Json),
     spec("help", Some('h'), HasArg::No, Key::Help),
     spec("version", Some('V'), HasArg::No, Key::Version),
@@ -256,6 +261,7 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::ShellJob(b) => args.shell_job = b,
         Key::Detached(b) => args.restore_detached = b,
         Key::Pidfile => args.pidfile = Some(need(value)?.into()),
+        Key::NewPidNs => args.new_pid_ns = true,
         Key::Json => args.json = true,
         Key::Help => args.help = true,
         Key::Version => args.version = true,

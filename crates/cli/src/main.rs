@@ -22,6 +22,7 @@ const USAGE: &str = "\
 Usage:
   stasis dump    -t PID [-D DIR] [-o LOG] [-v[N]] [-R|--leave-running] [-j|--shell-job]
   stasis restore [-D DIR] [-o LOG] [-v[N]] [-d|--restore-detached] [-j|--shell-job] [--pidfile FILE]
+                 [--new-pid-ns]
   stasis check
   stasis show [DIR|FILE] [--json]
   stasis demo [DIR]
@@ -37,6 +38,8 @@ Options (CRIU-compatible):
   -j, --shell-job          the tree was started from a shell (its session leader is outside)
   -d, --restore-detached   return once the restored tree runs on its own
       --pidfile FILE       write the restored root's pid to FILE
+      --new-pid-ns         restore into a new pid namespace (the tree keeps its pids
+                           inside it, whoever uses them outside); not in CRIU
   -h, --help               this help
   -V, --version            version
 ";
@@ -139,6 +142,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 detached: args.restore_detached,
                 shell_job: args.shell_job,
                 pidfile: args.pidfile.clone(),
+                new_pid_ns: args.new_pid_ns,
             };
             match stasis_restore::restore(&opts).map_err(|e| e.to_string())? {
                 RestoreOutcome::Detached(pid) => {

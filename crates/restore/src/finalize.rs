@@ -174,13 +174,21 @@ impl Attached {
                 in_syscall.push(t.tracee.tid());
             }
         }
+        // The image names threads by their pids inside the tree's pid namespace; we know
+        // them by host pids (the same, unless the tree has a namespace of its own).
+        let host_of: HashMap<Pid, Pid> = self
+            .threads
+            .keys()
+            .map(|host| (crate::pidns::inner_pid(*host), *host))
+            .collect();
         for p in &images.processes {
             let stop = p
                 .tc()
                 .stop_signo
                 .filter(|_| p.tc().task_state == task_state::STOPPED);
             for (i, tid) in p.pstree.threads.iter().enumerate() {
-                let t = self.threads.remove(&(*tid as Pid)).ok_or_else(|| {
+                let host = host_of.get(&(*tid as Pid)).copied().unwrap_or(*tid as Pid);
+                let t = self.threads.remove(&host).ok_or_else(|| {
                     RestoreError::Other(format!("process {}: thread {tid} was never seen", p.pid()))
                 })?;
                 // A process the image had stopped gets its stop signal on one thread.

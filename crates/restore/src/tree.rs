@@ -16,6 +16,7 @@ use crate::files::OpenedFiles;
 use crate::finalize;
 use crate::image::{self, Images};
 use crate::memory::SharedObjects;
+use crate::pidns::{self, PidSpace};
 use crate::plan::{self, Plan};
 
 /// What to restore and how.
@@ -29,6 +30,8 @@ pub struct RestoreOptions {
     pub shell_job: bool,
     /// Write the root pid here (`--pidfile`).
     pub pidfile: Option<PathBuf>,
+    /// Restore into a new pid namespace (`--new-pid-ns`).
+    pub new_pid_ns: bool,
 }
 
 /// How a restore ended.
@@ -83,7 +86,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         t0.elapsed().as_micros()
     );
     let root = images.processes[0].pid();
-    for pid in &plan.all_pids {
+    // In a new pid namespace every pid is free.
+    for pid in plan.all_pids.iter().filter(|_| !opts.new_pid_ns) {
         if std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(RestoreError::PidInUse { pid: *pid });
         }
@@ -106,7 +110,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     // Restore processes start with every signal blocked; the restored masks come from
     // their frames.
     let old_mask = signal::block_all().ctx(root, || "block signals".into())?;
-    let forked = process::fork_with_pid(root, 0, libc::SIGCHLD);
+    // The first process: the root, or the init of its new pid namespace (pid 1 there).
+    let forked = if opts.new_pid_ns {
+        process::fork_with_pid(1, pidns::INIT_FLAGS, libc::SIGCHLD)
+    } else {
+        process::fork_with_pid(root, 0, libc::SIGCHLD)
+    };
     if let Ok(Forked::Child(token)) = forked {
         let ctx = Context {
             images: &images,
@@ -118,20 +127,29 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             barrier: pipes.barrier_read.as_raw_fd(),
             go: pipes.go_read.as_raw_fd(),
         };
+        if opts.new_pid_ns {
+            pidns::run_init(token, &ctx, root);
+        }
         child::run(token, &ctx, root, &Default::default());
     }
     let _ = signal::set_mask(old_mask);
-    match forked {
+    let first = match forked {
         Err(e) if e.0 == libc::EEXIST => return Err(RestoreError::PidInUse { pid: root }),
         Err(errno) => {
             return Err(RestoreError::Sys {
                 pid: root,
-                what: "clone3 with the image's pid".into(),
+                what: if opts.new_pid_ns {
+                    "clone3 into a new pid namespace".into()
+                } else {
+                    "clone3 with the image's pid".into()
+                },
                 errno,
             });
         }
-        Ok(_) => {}
-    }
+        Ok(Forked::Parent(pid)) => pid,
+        Ok(Forked::Child(_)) => unreachable_child(),
+    };
+    let mut pids = PidSpace::new(opts.new_pid_ns.then_some(first));
     // Our copies of the children's ends: gone, so a dead tree means end of file.
     let Pipes {
         from_children,
@@ -142,12 +160,21 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     drop(files);
     drop(shared);
 
-    let result = supervise(&images, &plan, from_children, barrier_write, go_write);
+    let result = supervise(
+        &images,
+        &plan,
+        &mut pids,
+        from_children,
+        barrier_write,
+        go_write,
+    );
     if let Err(e) = result {
         // Never leave a half-restored process behind.
-        kill_all(&plan);
+        kill_all(&plan, &pids);
         return Err(e);
     }
+    // The root as the host knows it (its pid outside a new namespace).
+    let root_host = pids.host(root).unwrap_or(root);
     log::info!(
         "{} processes restored in {} us",
         plan.processes,
@@ -155,20 +182,27 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     );
     if let Some(path) = &opts.pidfile {
         // CRIU writes the bare number.
-        std::fs::write(path, root.to_string())
+        std::fs::write(path, root_host.to_string())
             .map_err(|e| RestoreError::Other(format!("write pidfile {}: {e}", path.display())))?;
     }
     if opts.detached {
-        return Ok(RestoreOutcome::Detached(root));
+        return Ok(RestoreOutcome::Detached(root_host));
     }
-    let status = process::wait_exit(root).ctx(root, || "wait for the restored process".into())?;
-    Ok(RestoreOutcome::Exited(root, status))
+    // A namespace's init passes on the root's exit status.
+    let status = process::wait_exit(pids.init().unwrap_or(root))
+        .ctx(root, || "wait for the restored process".into())?;
+    Ok(RestoreOutcome::Exited(root_host, status))
 }
 
 /// Kills every process the restore may have created and reaps what comes back to us.
-fn kill_all(plan: &Plan) {
-    for pid in &plan.all_pids {
-        let _ = process::kill(*pid, libc::SIGKILL);
+fn kill_all(plan: &Plan, pids: &PidSpace) {
+    if let Some(init) = pids.init() {
+        // The namespace dies with its init.
+        let _ = process::kill(init, libc::SIGKILL);
+    } else {
+        for pid in &plan.all_pids {
+            let _ = process::kill(*pid, libc::SIGKILL);
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -206,13 +240,15 @@ fn read_message(fd: RawFd) -> Option<Message> {
 }
 
 /// Whether a process we wait on has died (it is gone or a zombie).
-fn died(pid: Pid) -> bool {
-    stasis_sys::proc::read_stat(pid).map_or(true, |s| matches!(s.state, b'Z' | b'X'))
+fn died(pids: &mut PidSpace, pid: Pid) -> bool {
+    pids.host(pid).is_none_or(|host| {
+        stasis_sys::proc::read_stat(host).map_or(true, |s| matches!(s.state, b'Z' | b'X'))
+    })
 }
 
 /// Waits for the next message, watching that the processes still expected to report are
 /// alive: one that crashed without a word must not hang the restore.
-fn next_message(fd: &OwnedFd, waiting_on: &[Pid]) -> Result<Message> {
+fn next_message(fd: &OwnedFd, waiting_on: &[Pid], pids: &mut PidSpace) -> Result<Message> {
     loop {
         let ready = process::wait_readable(fd.as_fd(), Duration::from_millis(200))
             .map_err(|e| RestoreError::Other(format!("wait for restore processes: {e}")))?;
@@ -221,7 +257,7 @@ fn next_message(fd: &OwnedFd, waiting_on: &[Pid]) -> Result<Message> {
                 RestoreError::Other("every restore process died before finishing".into())
             });
         }
-        if let Some(pid) = waiting_on.iter().find(|p| died(**p)) {
+        if let Some(pid) = waiting_on.iter().find(|p| died(pids, **p)) {
             return Err(RestoreError::Child {
                 pid: *pid,
                 message: "died while being restored".into(),
@@ -233,6 +269,7 @@ fn next_message(fd: &OwnedFd, waiting_on: &[Pid]) -> Result<Message> {
 fn supervise(
     images: &Images,
     plan: &Plan,
+    pids: &mut PidSpace,
     from_children: OwnedFd,
     barrier: OwnedFd,
     go: OwnedFd,
@@ -262,7 +299,7 @@ fn supervise(
                 .filter(|p| !ready.contains_key(p))
                 .collect()
         };
-        let m = next_message(&from_children, &waiting)?;
+        let m = next_message(&from_children, &waiting, pids)?;
         match m.tag {
             MSG_LOG => log::debug!("process {}: {}", m.pid, String::from_utf8_lossy(&m.payload)),
             MSG_WARN => log::warn!("{}", String::from_utf8_lossy(&m.payload)),
@@ -291,7 +328,11 @@ fn supervise(
                     bootstrap: w(1),
                     syscall_insn: w(2),
                 };
-                attached.attach(m.pid, r)?;
+                let host = pids.host(m.pid).ok_or(RestoreError::Child {
+                    pid: m.pid,
+                    message: "died while being restored".into(),
+                })?;
+                attached.attach(host, r)?;
                 ready.insert(m.pid, r);
             }
             other => {
@@ -317,4 +358,10 @@ fn release(pipe: &OwnedFd, count: usize) -> Result<()> {
     } else {
         Err(RestoreError::Other("the restore processes are gone".into()))
     }
+}
+
+/// The parent's side of the first fork never sees a child token (the child branch runs
+/// the restore and never returns).
+fn unreachable_child() -> ! {
+    process::exit_now(1)
 }

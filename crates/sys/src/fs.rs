@@ -184,6 +184,39 @@ pub fn leak(fd: OwnedFd) -> RawFd {
     fd.into_raw_fd()
 }
 
+/// Makes every mount of our mount namespace private (recursively), so mounts made in it
+/// from now on do not propagate to the namespace it was copied from.
+pub fn make_mounts_private() -> Result<()> {
+    // SAFETY: a constant, NUL-terminated path; the other pointers are null, as
+    // MS_PRIVATE allows.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Mounts a new procfs (of our pid namespace) on `target`.
+pub fn mount_proc(target: &Path) -> Result<()> {
+    let target = cstr(target)?;
+    // SAFETY: NUL-terminated strings that live across the call; no data argument.
+    let r = unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            target.as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
 /// Takes ownership of an fd number our parent handed us (e.g. `--ready-fd 3`); `None`
 /// if it is not open.
 pub fn adopt_inherited(fd: RawFd) -> Option<OwnedFd> {

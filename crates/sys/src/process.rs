@@ -422,6 +422,30 @@ pub fn wait_any() -> Result<Option<Pid>> {
     }
 }
 
+/// Waits for any child to terminate and reaps it: its pid and how it ended; `None` when
+/// there are no children.
+pub fn wait_any_status() -> Result<Option<(Pid, ExitStatus)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to our status integer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if r > 0 {
+            if libc::WIFEXITED(status) {
+                return Ok(Some((r, ExitStatus::Code(libc::WEXITSTATUS(status)))));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(Some((r, ExitStatus::Signal(libc::WTERMSIG(status)))));
+            }
+            continue;
+        }
+        match Errno::last() {
+            Errno(libc::EINTR) => continue,
+            Errno(libc::ECHILD) => return Ok(None),
+            e => return Err(e),
+        }
+    }
+}
+
 /// Reaps every child that has already terminated, without blocking; returns how many.
 pub fn reap_terminated() -> Result<usize> {
     let mut reaped = 0;

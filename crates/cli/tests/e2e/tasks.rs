@@ -1,8 +1,10 @@
 //! Process trees, threads and per-task kernel state (one self-verifying fixture each).
 
+use stasis_sys::process;
+
 use crate::harness::{
-    Scratch, Start, checkpoint_restore_fixture, descendants, leave_running_then_restore, setup,
-    start, stasis, status_field,
+    Scratch, Start, checkpoint_restore_fixture, descendants, dump, leave_running_then_restore,
+    read_lossy, restore, setup, start, stasis, status_field,
 };
 
 #[test]
@@ -168,4 +170,57 @@ fn dump_during_vfork_fails_cleanly() {
 #[test]
 fn sessions_and_groups_whose_leader_is_gone() {
     checkpoint_restore_fixture("gone_leaders", Start::new("gone_leaders"));
+}
+
+/// `--new-pid-ns`: the images restore while the original tree still runs on their pids.
+/// The restored tree sees its image pids inside a namespace of its own (the fixture checks
+/// its pids, groups and sessions), and both trees pass.
+#[test]
+fn new_pid_ns_while_the_original_runs() {
+    let _serial = setup();
+    let scratch = Scratch::new("new_pid_ns");
+    let mut run = start(&scratch, Start::new("tree"));
+    let images = scratch.join("images");
+    dump(run.pid, &images, &["--leave-running"]);
+    let pidfile = scratch.join("restored.pid");
+    restore(
+        &images,
+        &["--new-pid-ns", "--pidfile", pidfile.to_str().unwrap()],
+    );
+    let host: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid in the pidfile");
+    assert_ne!(
+        host, run.pid,
+        "the restored root has the original's host pid"
+    );
+    let nspid = status_field(host, "NSpid").expect("restored root's status");
+    let nspid: Vec<i32> = nspid
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(
+        nspid,
+        vec![host, run.pid],
+        "the restored root's pids (host, namespace)"
+    );
+    // The namespace's init is the root's parent; it passes on the root's end.
+    let init: i32 = status_field(host, "PPid").unwrap().parse().unwrap();
+    let init_ns = status_field(init, "NSpid").unwrap();
+    assert_eq!(
+        init_ns.split_whitespace().last(),
+        Some("1"),
+        "init is pid 1"
+    );
+    process::kill(host, libc::SIGTERM).unwrap();
+    let status = process::wait_exit(init).expect("wait for the namespace's init");
+    let verdict = read_lossy(&run.verdict);
+    assert!(
+        verdict.starts_with("PASS") && status == process::ExitStatus::Code(0),
+        "restored tree: {status:?}, verdict {verdict:?}"
+    );
+    let _ = std::fs::remove_file(&run.verdict);
+    run.assert_pass();
 }
