@@ -41,6 +41,17 @@ pub struct Args {
     pub pidfile: Option<PathBuf>,
     /// `--new-pid-ns` (restore; not in CRIU): restore into a new pid namespace.
     pub new_pid_ns: bool,
+    /// `--link-remap` (dump): deleted files with other links are reopened through a link.
+    pub link_remap: bool,
+    /// `--ghost-limit SIZE` (dump): the largest deleted file whose contents are saved.
+    pub ghost_limit: Option<u64>,
+    /// `--file-locks` (dump): save and restore file locks.
+    pub file_locks: bool,
+    /// `--skip-file-validation` (restore; not in CRIU): files whose size or mtime changed
+    /// since the dump are restored anyway.
+    pub skip_file_validation: bool,
+    /// `--skip-file-rwx-check` (restore): permission bits of files may differ.
+    pub skip_file_rwx_check: bool,
     /// `--json` (show).
     pub json: bool,
     /// `-h/--help`.
@@ -82,6 +93,11 @@ impl Default for Args {
             restore_detached: false,
             pidfile: None,
             new_pid_ns: false,
+            link_remap: false,
+            ghost_limit: None,
+            file_locks: false,
+            skip_file_validation: false,
+            skip_file_rwx_check: false,
             json: false,
             help: false,
             version: false,
@@ -124,6 +140,11 @@ enum Key {
     ReadyFd,
     TickMs,
     NewPidNs,
+    LinkRemap(bool),
+    GhostLimit,
+    FileLocks(bool),
+    SkipFileValidation,
+    SkipFileRwxCheck,
     Children,
     Threads,
     Report,
@@ -173,6 +194,23 @@ const SPECS: &[Spec] = &[
     spec("no-daemon", None, HasArg::No, Key::Detached(false)),
     spec("pidfile", None, HasArg::Required, Key::Pidfile),
     spec("new-pid-ns", None, HasArg::No, Key::NewPidNs),
+    spec("link-remap", None, HasArg::No, Key::LinkRemap(true)),
+    spec("no-link-remap", None, HasArg::No, Key::LinkRemap(false)),
+    spec("ghost-limit", None, HasArg::Required, Key::GhostLimit),
+    spec("file-locks", Some('l'), HasArg::No, Key::FileLocks(true)),
+    spec("no-file-locks", None, HasArg::No, Key::FileLocks(false)),
+    spec(
+        "skip-file-validation",
+        None,
+        HasArg::No,
+        Key::SkipFileValidation,
+    ),
+    spec(
+        "skip-file-rwx-check",
+        None,
+        HasArg::No,
+        Key::SkipFileRwxCheck,
+    ),
     spec("json", None, HasArg::No, Key::Json),
     spec("help", Some('h'), HasArg::No, Key::Help),
     spec("version", Some('V'), HasArg::No, Key::Version),
@@ -190,13 +228,8 @@ const SPECS: &[Spec] = &[
     spec("tcp-established", None, HasArg::No, Key::Accepted),
     spec("no-tcp-established", None, HasArg::No, Key::Accepted),
     spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::Accepted),
-    spec("file-locks", Some('l'), HasArg::No, Key::Accepted),
-    spec("no-file-locks", None, HasArg::No, Key::Accepted),
-    spec("link-remap", None, HasArg::No, Key::Accepted),
-    spec("no-link-remap", None, HasArg::No, Key::Accepted),
     spec("evasive-devices", None, HasArg::No, Key::Accepted),
     spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
-    spec("ghost-limit", None, HasArg::Required, Key::Accepted),
     spec("display-stats", None, HasArg::No, Key::Accepted),
     spec("log-pid", None, HasArg::No, Key::Accepted),
     spec("skip-in-flight", None, HasArg::No, Key::Accepted),
@@ -225,6 +258,21 @@ fn find_long(name: &str) -> Result<&'static Spec, String> {
 fn number<T: std::str::FromStr>(v: String, shown: &str) -> Result<T, String> {
     v.parse()
         .map_err(|_| format!("option '{shown}': bad number {v:?}"))
+}
+
+/// A size as CRIU reads one: a number with an optional K, M or G suffix.
+fn size(v: String, shown: &str) -> Result<u64, String> {
+    let (digits, shift) = match v.as_bytes().last() {
+        Some(b'K' | b'k') => (&v[..v.len() - 1], 10),
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 20),
+        Some(b'G' | b'g') => (&v[..v.len() - 1], 30),
+        _ => (v.as_str(), 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("option '{shown}': bad size {v:?}"))
 }
 
 fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Result<(), String> {
@@ -262,6 +310,11 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::Detached(b) => args.restore_detached = b,
         Key::Pidfile => args.pidfile = Some(need(value)?.into()),
         Key::NewPidNs => args.new_pid_ns = true,
+        Key::LinkRemap(b) => args.link_remap = b,
+        Key::GhostLimit => args.ghost_limit = Some(size(need(value)?, shown)?),
+        Key::FileLocks(b) => args.file_locks = b,
+        Key::SkipFileValidation => args.skip_file_validation = true,
+        Key::SkipFileRwxCheck => args.skip_file_rwx_check = true,
         Key::Json => args.json = true,
         Key::Help => args.help = true,
         Key::Version => args.version = true,
@@ -429,8 +482,22 @@ mod tests {
 
     #[test]
     fn compatibility_flags_are_recorded() {
-        let a = p("dump --tcp-established --file-locks -x --ghost-limit 1M").unwrap();
-        assert_eq!(a.accepted.len(), 4);
+        let a = p("dump --tcp-established -x --evasive-devices").unwrap();
+        assert_eq!(a.accepted.len(), 3);
+    }
+
+    #[test]
+    fn file_options() {
+        let a = p("dump --file-locks --ghost-limit 2M --link-remap").unwrap();
+        assert!(a.file_locks && a.link_remap);
+        assert_eq!(a.ghost_limit, Some(2 << 20));
+        assert_eq!(
+            p("dump --ghost-limit=4096").unwrap().ghost_limit,
+            Some(4096)
+        );
+        assert!(p("dump --ghost-limit 1X").unwrap_err().contains("bad size"));
+        let r = p("restore -l --skip-file-validation --skip-file-rwx-check").unwrap();
+        assert!(r.file_locks && r.skip_file_validation && r.skip_file_rwx_check);
     }
 
     #[test]

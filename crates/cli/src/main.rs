@@ -35,9 +35,14 @@ Options (CRIU-compatible):
   -o, --log-file FILE      log to FILE, relative to the work directory
   -v[N], --verbosity[=N]   log level 0-4 (-v4: every step); -v, -vv raise it
   -R, --leave-running      keep the tree running after a dump
+      --ghost-limit SIZE   save deleted files up to SIZE bytes (K/M/G; default 1M)
+      --link-remap         reopen deleted files that have other links through a link
+  -l, --file-locks         save and restore file locks
   -j, --shell-job          the tree was started from a shell (its session leader is outside)
   -d, --restore-detached   return once the restored tree runs on its own
       --pidfile FILE       write the restored root's pid to FILE
+      --skip-file-validation  restore files whose size or mtime changed since the dump
+      --skip-file-rwx-check   restore files whose permission bits changed
       --new-pid-ns         restore into a new pid namespace (the tree keeps its pids
                            inside it, whoever uses them outside); not in CRIU
   -h, --help               this help
@@ -126,6 +131,10 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 dir: images_dir(args),
                 leave_running: args.leave_running,
                 shell_job: args.shell_job,
+                // CRIU's default: 1 MiB.
+                ghost_limit: args.ghost_limit.unwrap_or(1 << 20),
+                link_remap: args.link_remap,
+                file_locks: args.file_locks,
             };
             let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
             log::info!(
@@ -143,6 +152,8 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 shell_job: args.shell_job,
                 pidfile: args.pidfile.clone(),
                 new_pid_ns: args.new_pid_ns,
+                validate_files: !args.skip_file_validation,
+                check_file_rwx: !args.skip_file_rwx_check,
             };
             match stasis_restore::restore(&opts).map_err(|e| e.to_string())? {
                 RestoreOutcome::Detached(pid) => {

@@ -17,7 +17,7 @@ use stasis_sys::proc::{self, Vma, VmaPath};
 use stasis_sys::{Pid, fs};
 
 use crate::error::{DumpError, ProcContext, Result, SysContext};
-use crate::files::FileTable;
+use crate::files::{FileOptions, FileTable};
 
 /// A run of pages to copy: `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +130,7 @@ pub struct Parent<'a> {
 pub fn collect(
     pid: Pid,
     files: &mut FileTable,
+    file_opts: FileOptions,
     parent: Option<Parent<'_>>,
 ) -> Result<AddressSpace> {
     let vmas = proc::read_smaps(pid).pctx(pid)?;
@@ -209,25 +210,33 @@ pub fn collect(
                 e.shmid = shmem_object(pid, vma, &mut space)?;
             }
             VmaPath::File { path, deleted } => {
+                // Shared writable mappings need their file open for writing.
+                let open_flags = if vma.shared && vma.has_flag(b"mw") {
+                    libc::O_RDWR
+                } else {
+                    libc::O_RDONLY
+                } as u32;
                 if path == "/dev/zero" && *deleted && vma.shared {
                     e.status |= vma_status::ANON_SHARED;
                     e.flags |= anon;
                     e.shmid = shmem_object(pid, vma, &mut space)?;
                 } else if path.starts_with("/SYSV") && *deleted {
                     return Err(unsupported("SysV shared memory is not supported yet"));
-                } else if path.starts_with("/memfd:") {
-                    return Err(unsupported("memfd mappings are not supported yet"));
-                } else if *deleted {
-                    return Err(unsupported(
-                        "mappings of deleted files are not supported yet",
-                    ));
                 } else {
-                    let open_flags = if vma.shared && vma.has_flag(b"mw") {
-                        libc::O_RDWR
+                    e.shmid = u64::from(if path.starts_with("/memfd:") {
+                        e.status |= vma_status::MEMFD;
+                        files.memfd_mapping(pid, vma.start, vma.end, path, open_flags)?
+                    } else if *deleted {
+                        files.deleted_mapping(
+                            pid,
+                            (vma.start, vma.end),
+                            path,
+                            open_flags,
+                            file_opts,
+                        )?
                     } else {
-                        libc::O_RDONLY
-                    } as u32;
-                    e.shmid = u64::from(files.path_file(pid, path, open_flags)?);
+                        files.path_file(pid, path, open_flags)?
+                    });
                     e.fdflags = Some(open_flags);
                     if vma.shared {
                         e.status |= vma_status::FILE_SHARED;

@@ -25,6 +25,23 @@ pub struct DumpOptions {
     pub leave_running: bool,
     /// The tree is a shell job: its session leader is outside (`-j`).
     pub shell_job: bool,
+    /// The largest deleted file whose contents are saved (`--ghost-limit`).
+    pub ghost_limit: u64,
+    /// Reopen deleted files that still have links through a link made now
+    /// (`--link-remap`).
+    pub link_remap: bool,
+    /// Save file locks (`--file-locks`); without it a tree holding locks is refused.
+    pub file_locks: bool,
+}
+
+impl DumpOptions {
+    fn file_options(&self) -> FileOptions {
+        FileOptions {
+            shell_job: self.shell_job,
+            ghost_limit: self.ghost_limit,
+            link_remap: self.link_remap,
+        }
+    }
 }
 
 /// Counters and timings of a dump, also written to `stats-dump`.
@@ -170,7 +187,15 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         stats.freezing_us
     );
 
-    collect_and_write(&dir, opts, &root_stat, &members, &frozen, &mut stats)?;
+    let mut files = FileTable::default();
+    let written = collect_and_write(
+        &dir, opts, &root_stat, &members, &frozen, &mut files, &mut stats,
+    );
+    if let Err(e) = written {
+        // Nobody will restore through the links this dump made.
+        files.remove_links();
+        return Err(e);
+    }
 
     if opts.leave_running {
         frozen.resume()?;
@@ -279,6 +304,7 @@ fn collect_and_write(
     root_stat: &proc::Stat,
     members: &[Member],
     frozen: &Frozen,
+    files: &mut FileTable,
     stats: &mut DumpStats,
 ) -> Result<()> {
     let t_collect = Instant::now();
@@ -286,7 +312,6 @@ fn collect_and_write(
     dir.remove(&ImageKind::Inventory.file_name(0))?;
     check_sessions(opts, root_stat, members)?;
 
-    let mut files = FileTable::default();
     let mut seccomp = task::SeccompTable::default();
     let mut cgroups = CgroupSets::default();
     let mut objects = ObjectIds::default();
@@ -335,7 +360,7 @@ fn collect_and_write(
         }
         let collect = Collect {
             cgroups: &mut cgroups,
-            files: &mut files,
+            files: &mut *files,
             seccomp: &mut seccomp,
             pages: &mut pages,
         };
@@ -343,6 +368,13 @@ fn collect_and_write(
     }
     log::debug!("tree collected and written in {} us", elapsed_us(t_collect));
 
+    let in_tree: Vec<Pid> = members.iter().map(|m| m.pid).collect();
+    files.check_pidfds(&in_tree)?;
+    for (pid, mut obj) in files.memfds.take_contents() {
+        let written = pages::dump_shmem(dir, pid, &mut obj, pages.next())?;
+        stats.pages_written += written / PAGE_SIZE;
+    }
+    files.write_data(dir)?;
     dir.write_all(ImageKind::Files, 0, &files.entries)?;
     dir.write_all(
         ImageKind::Cgroup,
@@ -574,17 +606,12 @@ fn dump_process(
         "process {pid}: other threads' cores: collected in {t_core} us, written in {t_write} us"
     );
 
-    let fdinfos = files.dump_fds(
-        pid,
-        FileOptions {
-            shell_job: opts.shell_job,
-        },
-    )?;
+    let fdinfos = files.dump_fds(dir, pid, opts.file_options())?;
     let parent = page_images
         .private_vmas
         .get(&m.ppid)
         .map(|vmas| memory::Parent { pid: m.ppid, vmas });
-    let mut space = memory::collect(pid, files, parent)?;
+    let mut space = memory::collect(pid, files, opts.file_options(), parent)?;
     let link = |name: &str| -> Result<String> {
         Ok(proc::read_link(proc::path(pid, name))
             .pctx(pid)?

@@ -89,6 +89,16 @@ pub enum Entry {
     Seccomp(pb::SeccompEntry),
     Stats(pb::StatsEntry),
     Cgroup(pb::CgroupEntry),
+    /// An entry of `pipes-data.img` or `fifo-data.img` (its payload is not kept).
+    PipeData(pb::PipeDataEntry),
+    /// The head of a ghost file image (its contents are not kept).
+    GhostFile(pb::GhostFileEntry),
+    /// A data extent of a ghost file (its bytes are not kept).
+    GhostChunk(pb::GhostChunkEntry),
+    RemapFpath(pb::RemapFilePathEntry),
+    MemfdInode(pb::MemfdInodeEntry),
+    FileLock(pb::FileLockEntry),
+    TtyData(pb::TtyDataEntry),
 }
 
 /// A decoded image file.
@@ -320,6 +330,32 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
         ImageKind::Seccomp => all(&mut r, Entry::Seccomp),
         ImageKind::Stats => all(&mut r, Entry::Stats),
         ImageKind::Cgroup => all(&mut r, Entry::Cgroup),
+        ImageKind::PipesData | ImageKind::FifoData => {
+            let mut out = Vec::new();
+            while let Some(e) = r.next::<pb::PipeDataEntry>()? {
+                r.read_payload(u64::from(e.bytes))?;
+                out.push(Entry::PipeData(e));
+            }
+            Ok(out)
+        }
+        ImageKind::GhostFile => {
+            let head: pb::GhostFileEntry = r.expect()?;
+            let chunks = head.chunks == Some(true);
+            let mut out = vec![Entry::GhostFile(head)];
+            if chunks {
+                while let Some(c) = r.next::<pb::GhostChunkEntry>()? {
+                    r.read_payload(c.len)?;
+                    out.push(Entry::GhostChunk(c));
+                }
+            } else {
+                r.read_rest()?;
+            }
+            Ok(out)
+        }
+        ImageKind::RemapFpath => all(&mut r, Entry::RemapFpath),
+        ImageKind::MemfdInode => all(&mut r, Entry::MemfdInode),
+        ImageKind::FileLocks => all(&mut r, Entry::FileLock),
+        ImageKind::TtyData => all(&mut r, Entry::TtyData),
         // Raw images have no entries; `decode` never gets here with one.
         ImageKind::Pages => Ok(Vec::new()),
     }

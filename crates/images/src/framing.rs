@@ -157,6 +157,39 @@ impl<R: Read> ImageReader<R> {
         self.read_exact_or_truncated(buf, "payload")
     }
 
+    /// Reads `len` raw payload bytes that follow an entry (pipe data, ghost file chunks).
+    /// The buffer grows as bytes arrive, so a corrupt length costs no more memory than the
+    /// file holds.
+    pub fn read_payload(&mut self, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(len.min(1 << 20) as usize);
+        let got = (&mut self.input)
+            .take(len)
+            .read_to_end(&mut buf)
+            .map_err(|source| Error::Io {
+                file: self.file.clone(),
+                source,
+            })?;
+        if got as u64 != len {
+            return Err(Error::Truncated {
+                file: self.file.clone(),
+                what: "payload",
+            });
+        }
+        Ok(buf)
+    }
+
+    /// Everything up to the end of the file, as raw payload.
+    pub fn read_rest(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.input
+            .read_to_end(&mut buf)
+            .map_err(|source| Error::Io {
+                file: self.file.clone(),
+                source,
+            })?;
+        Ok(buf)
+    }
+
     /// The image file name, for error messages.
     pub fn file(&self) -> &str {
         &self.file

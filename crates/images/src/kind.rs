@@ -40,11 +40,25 @@ pub enum ImageKind {
     Stats,
     /// `cgroup.img`: the cgroups the processes are members of.
     Cgroup,
+    /// `pipes-data.img`: bytes in flight in pipes, each entry followed by its bytes.
+    PipesData,
+    /// `fifo-data.img`: bytes in flight in named pipes, as `pipes-data.img`.
+    FifoData,
+    /// `ghost-file-ID.img` (ID in hex): a deleted file's attributes and contents.
+    GhostFile,
+    /// `remap-fpath.img`: files whose path is replaced by a ghost or a link.
+    RemapFpath,
+    /// `memfd.img`: the inodes behind memfd descriptions and mappings.
+    MemfdInode,
+    /// `filelocks.img`: file locks held by the tree.
+    FileLocks,
+    /// `tty-data.img`: bytes in flight in terminals.
+    TtyData,
 }
 
 impl ImageKind {
     /// Every kind, for decoders that identify a file by its magic.
-    pub const ALL: [ImageKind; 15] = [
+    pub const ALL: [ImageKind; 22] = [
         ImageKind::Inventory,
         ImageKind::Pstree,
         ImageKind::Core,
@@ -60,6 +74,13 @@ impl ImageKind {
         ImageKind::Seccomp,
         ImageKind::Stats,
         ImageKind::Cgroup,
+        ImageKind::PipesData,
+        ImageKind::FifoData,
+        ImageKind::GhostFile,
+        ImageKind::RemapFpath,
+        ImageKind::MemfdInode,
+        ImageKind::FileLocks,
+        ImageKind::TtyData,
     ];
 
     /// The kind's own magic (the second word of the file, or the first for inventory).
@@ -80,6 +101,13 @@ impl ImageKind {
             ImageKind::Seccomp => 0x6441_3049,
             ImageKind::Stats => 0x5709_3306,
             ImageKind::Cgroup => 0x5938_3330,
+            ImageKind::PipesData => 0x5645_3709,
+            ImageKind::FifoData => 0x5933_3054,
+            ImageKind::GhostFile => 0x5258_3605,
+            ImageKind::RemapFpath => 0x5913_3954,
+            ImageKind::MemfdInode => 0x4845_3499,
+            ImageKind::FileLocks => 0x5432_3616,
+            ImageKind::TtyData => 0x5941_3026,
         }
     }
 
@@ -109,6 +137,13 @@ impl ImageKind {
             ImageKind::Seccomp => "SECCOMP",
             ImageKind::Stats => "STATS",
             ImageKind::Cgroup => "CGROUP",
+            ImageKind::PipesData => "PIPES_DATA",
+            ImageKind::FifoData => "FIFO_DATA",
+            ImageKind::GhostFile => "GHOST_FILE",
+            ImageKind::RemapFpath => "REMAP_FPATH",
+            ImageKind::MemfdInode => "MEMFD_INODE",
+            ImageKind::FileLocks => "FILE_LOCKS",
+            ImageKind::TtyData => "TTY_DATA",
         }
     }
 
@@ -124,6 +159,7 @@ impl ImageKind {
                 | ImageKind::Pages
                 | ImageKind::Fdinfo
                 | ImageKind::Fs
+                | ImageKind::GhostFile
         )
     }
 
@@ -146,6 +182,13 @@ impl ImageKind {
             // Service files have no .img suffix; the dump one is the one we write.
             ImageKind::Stats => "stats-dump".into(),
             ImageKind::Cgroup => "cgroup.img".into(),
+            ImageKind::PipesData => "pipes-data.img".into(),
+            ImageKind::FifoData => "fifo-data.img".into(),
+            ImageKind::GhostFile => format!("ghost-file-{id:x}.img"),
+            ImageKind::RemapFpath => "remap-fpath.img".into(),
+            ImageKind::MemfdInode => "memfd.img".into(),
+            ImageKind::FileLocks => "filelocks.img".into(),
+            ImageKind::TtyData => "tty-data.img".into(),
         }
     }
 

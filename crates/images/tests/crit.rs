@@ -405,6 +405,7 @@ fn files() -> Vec<FileEntry> {
                 checksum: None,
                 checksum_config: None,
                 checksum_parameter: None,
+                stasis_mtime: None,
             }),
             ..file(FdTypes::Reg, 1)
         },
@@ -427,6 +428,7 @@ fn files() -> Vec<FileEntry> {
         },
         FileEntry {
             efd: Some(EventfdFileEntry {
+                stasis_semaphore: None,
                 id: 4,
                 flags: 2,
                 fown: Some(fown()),
@@ -440,6 +442,7 @@ fn files() -> Vec<FileEntry> {
                 flags: 2,
                 fown: Some(fown()),
                 tfd: vec![EventpollTfdEntry {
+                    stasis_target_fd: None,
                     id: 5,
                     tfd: 4,
                     events: 1,
@@ -462,6 +465,7 @@ fn files() -> Vec<FileEntry> {
         },
         FileEntry {
             tfd: Some(TimerfdEntry {
+                stasis_realtime_target: None,
                 id: 7,
                 flags: 2,
                 fown: Some(fown()),
@@ -904,6 +908,124 @@ fn crit_decodes_every_image_kind() {
                     true,
                 )
             }
+            ImageKind::PipesData | ImageKind::FifoData => {
+                let name = kind.file_name(0);
+                let f = File::create(dir.join(&name)).unwrap();
+                let mut w = ImageWriter::new(BufWriter::new(f), kind, name.clone()).unwrap();
+                for (pipe_id, data) in [(31_337u32, &b"in flight"[..]), (31_338, b"")] {
+                    w.write(&PipeDataEntry {
+                        pipe_id,
+                        bytes: data.len() as u32,
+                        size: Some(65_536),
+                        stasis_packets: vec![3, 6],
+                    })
+                    .unwrap();
+                    w.write_raw(data).unwrap();
+                }
+                w.finish().unwrap();
+                (name, vec!["31337", "31338", "\"size\": 65536"], false)
+            }
+            ImageKind::GhostFile => {
+                let name = kind.file_name(0x1a);
+                assert_eq!(name, "ghost-file-1a.img");
+                let f = File::create(dir.join(&name)).unwrap();
+                let mut w = ImageWriter::new(BufWriter::new(f), kind, name.clone()).unwrap();
+                w.write(&GhostFileEntry {
+                    uid: 1000,
+                    gid: 1000,
+                    mode: 0o100_640,
+                    dev: Some(0xfe00),
+                    ino: Some(4711),
+                    rdev: None,
+                    atim: Some(Timeval {
+                        tv_sec: 1_700_000_000,
+                        tv_usec: 5,
+                    }),
+                    mtim: Some(Timeval {
+                        tv_sec: 1_700_000_001,
+                        tv_usec: 6,
+                    }),
+                    chunks: Some(true),
+                    size: Some(1 << 20),
+                    symlnk_target: None,
+                })
+                .unwrap();
+                for (off, data) in [(0u64, &b"head"[..]), (614_400, b"tail data")] {
+                    w.write(&GhostChunkEntry {
+                        len: data.len() as u64,
+                        off,
+                    })
+                    .unwrap();
+                    w.write_raw(data).unwrap();
+                }
+                w.finish().unwrap();
+                (name, vec!["\"GHOST_FILE\"", "4711", "614400"], false)
+            }
+            ImageKind::RemapFpath => (
+                write(
+                    &dir,
+                    kind,
+                    0,
+                    &[RemapFilePathEntry {
+                        orig_id: 7,
+                        remap_id: 0x1a,
+                        remap_type: Some(RemapType::Ghost as i32),
+                    }],
+                ),
+                vec!["\"REMAP_FPATH\"", "\"GHOST\""],
+                true,
+            ),
+            ImageKind::MemfdInode => (
+                write(
+                    &dir,
+                    kind,
+                    0,
+                    &[MemfdInodeEntry {
+                        name: "stasis-memfd".into(),
+                        uid: 0,
+                        gid: 0,
+                        size: 12_388,
+                        shmid: 1046,
+                        seals: 6,
+                        inode_id: 1,
+                        hugetlb_flag: None,
+                        mode: Some(0o100_777),
+                    }],
+                ),
+                vec!["\"MEMFD_INODE\"", "\"stasis-memfd\"", "12388"],
+                // crit 3.17 predates the mode field.
+                false,
+            ),
+            ImageKind::FileLocks => (
+                write(
+                    &dir,
+                    kind,
+                    0,
+                    &[FileLockEntry {
+                        flag: 1,
+                        r#type: 1,
+                        pid: PID as i32,
+                        fd: 5,
+                        start: 0,
+                        len: 100,
+                    }],
+                ),
+                vec!["\"FILE_LOCKS\"", "\"len\": 100"],
+                true,
+            ),
+            ImageKind::TtyData => (
+                write(
+                    &dir,
+                    kind,
+                    0,
+                    &[TtyDataEntry {
+                        tty_id: 3,
+                        data: b"typed ahead".to_vec(),
+                    }],
+                ),
+                vec!["\"TTY_DATA\"", "\"tty_id\": 3"],
+                true,
+            ),
         };
         checks.push(Check {
             file,

@@ -321,7 +321,7 @@ fn prepare(
         t,
     );
     let t = std::time::Instant::now();
-    memory::premap_and_fill(images, ctx.shared, p, &layout, &zone, &adopted)?;
+    memory::premap_and_fill(images, ctx.shared, ctx.files, p, &layout, &zone, &adopted)?;
     log(
         &format!(
             "memory premapped and filled ({} vmas inherited from the parent)",
@@ -355,6 +355,7 @@ fn prepare(
     .ctx(pid, || format!("open executable {}", exe_reg.name))?;
     let exe = fs::move_above(exe, ctx.high).ctx(pid, || "move the exe fd".into())?;
     ctx.files.install(p)?;
+    ctx.files.install_late(token, p)?;
     let mut keep: Vec<RawFd> = p.fds.iter().map(|f| f.fd as RawFd).collect();
     keep.extend([
         ctx.to_stasis,

@@ -103,6 +103,8 @@ pub struct Images {
     pub seccomp: Vec<pb::SeccompFilter>,
     /// Cgroup sets (`cgroup.img`), which processes point at by id.
     pub cgroups: Vec<pb::CgSetEntry>,
+    /// Pipe contents, ghost files, remaps and memfd inodes.
+    pub file_data: crate::files::FileData,
 }
 
 impl Images {
@@ -178,6 +180,15 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             ));
         }
     }
+    let file_data = crate::files::load_data(&dir, &files)?;
+    for m in file_data.memfds.values() {
+        let shmid = u64::from(m.shmid);
+        if !shmem.contains_key(&shmid)
+            && dir.join(&ImageKind::ShmemPagemap.file_name(shmid)).exists()
+        {
+            shmem.insert(shmid, load_shmem(&dir, shmid)?);
+        }
+    }
     let seccomp = match dir.open_optional(ImageKind::Seccomp, 0)? {
         Some(mut r) => r
             .next::<pb::SeccompEntry>()?
@@ -197,6 +208,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         processes,
         zombies,
         files,
+        file_data,
         shmem,
         seccomp,
         cgroups,

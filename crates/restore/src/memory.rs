@@ -15,6 +15,7 @@ use stasis_sys::uffd::{ReadWindow, Userfault};
 use stasis_sys::{Pid, fs};
 
 use crate::error::{RestoreError, Result, SysContext, invalid};
+use crate::files::OpenedFiles;
 use crate::image::{Images, ProcessImage, entry_pages};
 use crate::layout::Layout;
 use crate::program::Program;
@@ -173,32 +174,7 @@ impl SharedObjects {
             // A shared mapping of /dev/zero is a new shared anonymous object, the same
             // kind MAP_SHARED|MAP_ANONYMOUS makes.
             let window = FileWindow::new(zero.as_fd(), len).ctx(pid, what)?;
-            if let Some(sh) = images.shmem.get(&shmid) {
-                let pages = open_image_file(
-                    images,
-                    pid,
-                    &ImageKind::Pages.file_name(u64::from(sh.pages_id)),
-                )?;
-                let mut offset = 0u64;
-                for e in &sh.pagemap {
-                    let bytes = entry_pages(e) * PAGE_SIZE;
-                    if e.vaddr.checked_add(bytes).is_none_or(|end| end > len) {
-                        return Err(invalid(
-                            ImageKind::ShmemPagemap.file_name(shmid),
-                            format!(
-                                "entry at offset {:#x} is beyond the object's {len} bytes",
-                                e.vaddr
-                            ),
-                        ));
-                    }
-                    window
-                        .read_file(pages.as_fd(), e.vaddr, bytes, offset)
-                        .ctx(pid, || {
-                            format!("read shared memory object {shmid} contents")
-                        })?;
-                    offset += bytes;
-                }
-            }
+            fill_object(images, pid, shmid, &window, len)?;
             let file = window.backing_file().ctx(pid, what)?;
             let file = fs::move_above(file, high).ctx(pid, what)?;
             by_id.insert(shmid, file);
@@ -212,6 +188,45 @@ impl SharedObjects {
     }
 }
 
+/// Fills a shared memory object mapped at `window` (`len` bytes) with its stored pages
+/// (`pagemap-shmem-SHMID.img`); an object without stored pages stays zero.
+pub(crate) fn fill_object(
+    images: &Images,
+    pid: Pid,
+    shmid: u64,
+    window: &FileWindow,
+    len: u64,
+) -> Result<()> {
+    let Some(sh) = images.shmem.get(&shmid) else {
+        return Ok(());
+    };
+    let pages = open_image_file(
+        images,
+        pid,
+        &ImageKind::Pages.file_name(u64::from(sh.pages_id)),
+    )?;
+    let mut offset = 0u64;
+    for e in &sh.pagemap {
+        let bytes = entry_pages(e) * PAGE_SIZE;
+        if e.vaddr.checked_add(bytes).is_none_or(|end| end > len) {
+            return Err(invalid(
+                ImageKind::ShmemPagemap.file_name(shmid),
+                format!(
+                    "entry at offset {:#x} is beyond the object's {len} bytes",
+                    e.vaddr
+                ),
+            ));
+        }
+        window
+            .read_file(pages.as_fd(), e.vaddr, bytes, offset)
+            .ctx(pid, || {
+                format!("read shared memory object {shmid} contents")
+            })?;
+        offset += bytes;
+    }
+    Ok(())
+}
+
 /// Premaps every vma of `p` into its slot (shared anonymous ones from the inherited
 /// objects) and fills its private memory from the images. The `adopted` vmas are in
 /// slots inherited from the parent: they get the process's own pages written over the
@@ -219,6 +234,7 @@ impl SharedObjects {
 pub fn premap_and_fill(
     images: &Images,
     shared: &SharedObjects,
+    files: &OpenedFiles,
     p: &ProcessImage,
     layout: &Layout,
     zone: &Reservation,
@@ -265,16 +281,24 @@ pub fn premap_and_fill(
             )
             .ctx(pid, what)?;
         } else if v.status & (vma_status::FILE_PRIVATE | vma_status::FILE_SHARED) != 0 {
-            let reg = images.reg_file(v.shmid as u32, &format!("vma {:#x}", v.start))?;
-            let flags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
-            let fd = open_mapped_file(pid, reg, flags)?;
+            // memfds, ghosts and linked files were opened by stasis; others by path here.
+            let opened;
+            let fd = match files.mapped(v.shmid as u32) {
+                Some(fd) => fd.as_fd(),
+                None => {
+                    let reg = images.reg_file(v.shmid as u32, &format!("vma {:#x}", v.start))?;
+                    let flags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
+                    opened = open_mapped_file(pid, reg, flags)?;
+                    opened.as_fd()
+                }
+            };
             let (prot, share) = if v.status & vma_status::FILE_SHARED != 0 {
                 // Shared mappings get their final protection now: no filling happens.
                 (v.prot as i32, libc::MAP_SHARED)
             } else {
                 (rw, libc::MAP_PRIVATE)
             };
-            zone.map(slot, len, prot, share | extra, Some(fd.as_fd()), v.pgoff)
+            zone.map(slot, len, prot, share | extra, Some(fd), v.pgoff)
                 .ctx(pid, what)?;
         } else {
             return Err(RestoreError::Unsupported {

@@ -32,6 +32,10 @@ pub struct RestoreOptions {
     pub pidfile: Option<PathBuf>,
     /// Restore into a new pid namespace (`--new-pid-ns`).
     pub new_pid_ns: bool,
+    /// Refuse regular files whose size or mtime changed since the dump.
+    pub validate_files: bool,
+    /// Refuse files whose permission bits changed since the dump.
+    pub check_file_rwx: bool,
 }
 
 /// How a restore ended.
@@ -95,15 +99,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     // Orphans of a failed restore are reparented to us, so we can reap them.
     process::set_child_subreaper().ctx(root, || "become a child subreaper".into())?;
     process::raise_nofile_limit().ctx(root, || "raise RLIMIT_NOFILE".into())?;
-    let high = images
-        .processes
-        .iter()
-        .flat_map(|p| p.fds.iter().map(|f| f.fd as RawFd))
-        .max()
-        .unwrap_or(2)
-        .max(2)
-        + 1;
-    let files = OpenedFiles::open_all(&images, high)?;
+    let high = crate::files::highest_fd(&images) + 1;
+    let validation = crate::files::Validation {
+        contents: opts.validate_files,
+        rwx: opts.check_file_rwx,
+    };
+    let files = OpenedFiles::open_all(&images, high, validation)?;
     let shared = SharedObjects::create_all(&images, high)?;
     let pipes = pipes(high)?;
 
@@ -157,7 +158,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         go_write,
         ..
     } = pipes;
-    drop(files);
+    let links = files.close();
     drop(shared);
 
     let result = supervise(
@@ -172,6 +173,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         // Never leave a half-restored process behind.
         kill_all(&plan, &pids);
         return Err(e);
+    }
+    for link in links {
+        let _ = std::fs::remove_file(link);
     }
     // The root as the host knows it (its pid outside a new namespace).
     let root_host = pids.host(root).unwrap_or(root);

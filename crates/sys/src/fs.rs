@@ -184,6 +184,46 @@ pub fn leak(fd: OwnedFd) -> RawFd {
     fd.into_raw_fd()
 }
 
+/// Changes the owner of an open file (`fchown`).
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) }.into()).map(drop)
+}
+
+/// Changes the mode of an open file (`fchmod`).
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }.into()).map(drop)
+}
+
+/// Sets the access and modification times of an open file, each (seconds, microseconds).
+pub fn set_times(fd: BorrowedFd<'_>, atime: (u64, u64), mtime: (u64, u64)) -> Result<()> {
+    let ts = |(s, us): (u64, u64)| libc::timespec {
+        tv_sec: s as i64,
+        tv_nsec: (us * 1000) as i64,
+    };
+    let times = [ts(atime), ts(mtime)];
+    // SAFETY: futimens reads two timespecs.
+    Errno::result(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }.into()).map(drop)
+}
+
+/// Gives the open file `fd` a new name `path` (`linkat` with `AT_EMPTY_PATH`): a file
+/// deleted while open, but still linked elsewhere, becomes reachable again.
+pub fn link_open_file(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: an empty NUL-terminated string and `c` live across the call.
+    let r = unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
 /// Makes every mount of our mount namespace private (recursively), so mounts made in it
 /// from now on do not propagate to the namespace it was copied from.
 pub fn make_mounts_private() -> Result<()> {

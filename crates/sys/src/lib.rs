@@ -9,6 +9,7 @@
 //! - [`process`]: `clone3` with `set_tid`, pidfds, waiting, `prctl`, credentials.
 //! - [`signal`]: signal masks and actions of the calling process.
 //! - [`fs`]: file descriptors: open, dup, fcntl, stat.
+//! - [`fds`]: pipes, eventfd, signalfd, timerfd, epoll, inotify, fanotify, memfd.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
 //! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
@@ -20,6 +21,7 @@
 pub mod abi;
 pub mod cpu;
 mod errno;
+pub mod fds;
 pub mod fs;
 pub mod mem;
 pub mod probe;

@@ -198,10 +198,62 @@ pub fn umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask) }
 }
 
+/// `pidfd_open(pid, flags)` (PIDFD_NONBLOCK, PIDFD_THREAD).
+pub fn pidfd_open_flags(pid: Pid, flags: u32) -> Result<OwnedFd> {
+    // SAFETY: integer arguments.
+    let fd = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })? as i32;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A pidfd of a process that has exited and been reaped: a child made for the purpose
+/// (`clone3` with `CLONE_PIDFD`) that exits at once.
+pub fn dead_pidfd() -> Result<OwnedFd> {
+    let mut pidfd: i32 = -1;
+    let args = CloneArgs {
+        flags: libc::CLONE_PIDFD as u64,
+        pidfd: (&raw mut pidfd) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM gives the child a copy of our memory; the child
+    // only calls _exit, which touches nothing of ours.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
+    let child = Errno::result(r)? as Pid;
+    if child == 0 {
+        // SAFETY: _exit is async-signal-safe and ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: the kernel stored a new pidfd in `pidfd`.
+    let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    wait_exit(child)?;
+    Ok(fd)
+}
+
 /// Compares kernel objects of two processes (`kcmp`): 0 if the same.
 pub fn kcmp(pid1: Pid, pid2: Pid, kind: i32, idx1: u64, idx2: u64) -> Result<i32> {
     // SAFETY: kcmp with these kinds takes integers only.
     let r = unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, kind, idx1, idx2) };
+    Errno::result(r).map(|v| v as i32)
+}
+
+/// Whether fd `fd` of `pid` is the file registered as target `tfd` of the epoll at fd
+/// `epfd` of the same process (`kcmp(KCMP_EPOLL_TFD)`): `Ok(0)` if so.
+pub fn kcmp_epoll_target(pid: Pid, fd: i32, epfd: i32, tfd: i32) -> Result<i32> {
+    const KCMP_EPOLL_TFD: i32 = 7;
+    // struct kcmp_epoll_slot { __u32 efd, tfd, toff; }
+    let slot: [u32; 3] = [epfd as u32, tfd as u32, 0];
+    // SAFETY: KCMP_EPOLL_TFD reads one kcmp_epoll_slot through the last argument.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_EPOLL_TFD,
+            fd as u64,
+            slot.as_ptr(),
+        )
+    };
     Errno::result(r).map(|v| v as i32)
 }
 

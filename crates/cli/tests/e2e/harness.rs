@@ -20,7 +20,9 @@ pub fn stasis_bin() -> &'static str {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Canonical, as the kernel shows paths (in /proc/PID/fd links, for instance).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// One-time setup of the test process; the returned guard serialises tests that share a
@@ -103,6 +105,19 @@ pub fn build_fixture(name: &str) -> PathBuf {
     out
 }
 
+/// A new, empty log file for a program under test, opened for appending: a process that
+/// only appends to a file (as logs are) may go on writing it after a `--leave-running`
+/// dump, and its images still restore (the file is not checked for a changed size).
+pub fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .and_then(|_| std::fs::OpenOptions::new().append(true).open(path))
+        .expect("log file")
+}
+
 /// A fixture (or any program) running under test.
 pub struct Running {
     pub pid: i32,
@@ -140,7 +155,7 @@ pub fn start(scratch: &Scratch, how: Start<'_>) -> Running {
     let log = scratch.join(&format!("{}.log", how.fixture));
     let _ = std::fs::remove_file(&verdict);
     let (ready_r, ready_w) = std::io::pipe().expect("pipe");
-    let log_file = std::fs::File::create(&log).expect("log file");
+    let log_file = log_file(&log);
     let mut cmd = Command::new(&bin);
     cmd.arg(&verdict).args(how.args);
     if how.dir_arg {
@@ -182,7 +197,7 @@ pub fn start(scratch: &Scratch, how: Start<'_>) -> Running {
 /// Starts an arbitrary program (an unmodified one) in a new session.
 pub fn start_program(scratch: &Scratch, program: &str, args: &[&str], setsid: bool) -> Running {
     let log = scratch.join("program.log");
-    let log_file = std::fs::File::create(&log).expect("log file");
+    let log_file = log_file(&log);
     let mut cmd = if setsid {
         let mut c = Command::new("setsid");
         c.arg(program);

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod files;
 mod fixtures;
 mod programs;
 mod safety;

@@ -213,6 +213,10 @@ pub struct RegFileEntry {
     /// Parameter of the checksum mode (e.g. how many bytes).
     #[prost(uint32, optional, tag = "14")]
     pub checksum_parameter: Option<u32>,
+    /// stasis: modification time at dump time (nanoseconds since the epoch), checked on
+    /// restore with the size.
+    #[prost(uint64, optional, tag = "1000")]
+    pub stasis_mtime: Option<u64>,
 }
 
 // ---- pipe.proto, pipe-data.proto, fifo.proto ----
@@ -246,6 +250,10 @@ pub struct PipeDataEntry {
     /// Pipe buffer size (`F_GETPIPE_SZ`).
     #[prost(uint32, optional, tag = "3")]
     pub size: Option<u32>,
+    /// stasis: sizes of the packets the bytes are made of, for packet-mode (`O_DIRECT`)
+    /// pipes; empty for a plain byte stream.
+    #[prost(uint32, repeated, packed = "false", tag = "1000")]
+    pub stasis_packets: Vec<u32>,
 }
 
 /// An open named pipe.
@@ -367,6 +375,9 @@ pub struct EventfdFileEntry {
     /// Counter value.
     #[prost(uint64, required, tag = "4")]
     pub counter: u64,
+    /// stasis: `EFD_SEMAPHORE` mode (absent when the kernel did not tell).
+    #[prost(bool, optional, tag = "1000")]
+    pub stasis_semaphore: Option<bool>,
 }
 
 /// One file watched by an epoll instance.
@@ -393,6 +404,10 @@ pub struct EventpollTfdEntry {
     /// File position of the target.
     #[prost(uint64, optional, tag = "7")]
     pub pos: Option<u64>,
+    /// stasis: the fd where the target is open now, when `tfd` was closed or reused
+    /// since it was registered.
+    #[prost(uint32, optional, tag = "1000")]
+    pub stasis_target_fd: Option<u32>,
 }
 
 /// An epoll instance.
@@ -462,6 +477,10 @@ pub struct TimerfdEntry {
     /// Interval, nanoseconds.
     #[prost(uint64, required, tag = "10")]
     pub insec: u64,
+    /// stasis: for a wall-clock timer armed with `TFD_TIMER_ABSTIME`, its target time in
+    /// nanoseconds since the epoch (kept as such rather than as the time left).
+    #[prost(uint64, optional, tag = "1000")]
+    pub stasis_realtime_target: Option<u64>,
 }
 
 // ---- fh.proto, fsnotify.proto ----

@@ -272,6 +272,7 @@ fn reg_file() -> FileEntry {
             checksum: None,
             checksum_config: None,
             checksum_parameter: None,
+            stasis_mtime: Some(1_700_000_000_123_456_789),
         }),
         ..Default::default()
     }

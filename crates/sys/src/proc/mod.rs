@@ -3,6 +3,7 @@
 
 mod cgroup;
 mod maps;
+mod mounts;
 mod stat;
 mod status;
 mod timers;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 pub use cgroup::{CgroupMember, cgroup_mounts, parse_cgroups, read_cgroups};
 pub use maps::{Vma, VmaPath, parse_smaps, read_maps, read_smaps};
+pub use mounts::{Mount, parse_mounts, read_mounts};
 pub use stat::{Blocked, Stat, blocked_in, parse_stat, read_stat};
 pub use status::{Status, parse_status, read_status};
 pub use timers::{PosixTimer, SIGEV_THREAD_ID, parse_timers, read_timers};

@@ -1,0 +1,395 @@
+//! Open files: the fd table of each process (`fdinfo-N.img`) and the file descriptions
+//! they point to (`files.img`), plus the files that mappings, cwd, root and the executable
+//! refer to, and the data some kinds carry (pipe contents, ghost files, ...).
+//!
+//! An fd is inspected through `/proc/PID/fd/N` (what it points to), `/proc/PID/fdinfo/N`
+//! (position, flags, mount, kind-specific lines), `stat`, and a copy of the very open file
+//! description obtained with `pidfd_getfd`, which can be queried like one of our own fds
+//! (owner, signal, pipe size, seals, ...). Two fds share a description if
+//! `kcmp(KCMP_FILE)` says so; they then get one file id, so the offset stays shared after
+//! restore.
+//!
+//! One submodule per kind: [`reg`] (regular files, directories, devices, deleted files),
+//! [`pipe`] (pipes and FIFOs), [`anon`] (eventfd, signalfd, timerfd, pidfd), [`epoll`],
+//! [`notify`] (inotify, fanotify), [`memfd`].
+
+mod anon;
+mod epoll;
+mod memfd;
+mod notify;
+mod pipe;
+mod reg;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use stasis_images::consts::FD_CLOEXEC;
+use stasis_images::{ImageDir, pb};
+use stasis_sys::{Pid, fs, proc, process};
+
+pub use memfd::MemfdTable;
+
+use crate::error::{DumpError, ProcContext, Result, SysContext};
+
+const KCMP_FILE: i32 = 0;
+
+/// Character device majors of terminals: tty (4), tty/console/ptmx (5), pts (136..=143).
+fn is_tty_major(major: u32) -> bool {
+    matches!(major, 4 | 5 | 136..=143)
+}
+
+/// A file description seen through an fd, for sharing detection.
+#[derive(Debug)]
+struct SeenFd {
+    pid: Pid,
+    fd: i32,
+    dev: u64,
+    ino: u64,
+    id: u32,
+    kind: pb::FdTypes,
+}
+
+/// Every file entry of the dump, with ids, and the data images that go with them.
+#[derive(Debug, Default)]
+pub struct FileTable {
+    next_id: u32,
+    /// The entries of `files.img`.
+    pub entries: Vec<pb::FileEntry>,
+    seen: Vec<SeenFd>,
+    by_path: Vec<(String, u32, u32)>,
+    pipes: pipe::PipeData,
+    ghosts: reg::Ghosts,
+    /// memfd inodes, shared with the memory dump (mappings of memfds).
+    pub memfds: MemfdTable,
+}
+
+/// Options that change how files are dumped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileOptions {
+    /// `--shell-job`: terminals inherited from outside the tree are allowed.
+    pub shell_job: bool,
+    /// `--ghost-limit`: the largest deleted file whose contents are saved.
+    pub ghost_limit: u64,
+    /// `--link-remap`: a deleted file that still has other links is reopened after
+    /// restore through a link made at dump time.
+    pub link_remap: bool,
+}
+
+/// Everything known about one fd while it is dumped.
+#[derive(Debug)]
+pub(crate) struct Fd {
+    pub pid: Pid,
+    pub fd: i32,
+    /// Where `/proc/PID/fd/N` points (a path, `pipe:[N]`, `anon_inode:[eventfd]`, ...).
+    pub link: String,
+    pub info: proc::FdInfo,
+    pub st: libc::stat64,
+    /// Our copy of the open file description.
+    pub file: OwnedFd,
+}
+
+impl Fd {
+    /// Open flags of the description (without O_CLOEXEC, which belongs to the fd).
+    pub fn flags(&self) -> u32 {
+        self.info.flags & !(libc::O_CLOEXEC as u32)
+    }
+
+    /// The fd as error messages name it.
+    pub fn resource(&self) -> String {
+        format!("fd {} ({})", self.fd, self.link)
+    }
+
+    /// An error for state of this fd that stasis cannot save.
+    pub fn unsupported(&self, reason: impl Into<String>) -> DumpError {
+        DumpError::Unsupported {
+            pid: self.pid,
+            resource: self.resource(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The owner (F_SETOWN_EX) and signal (F_SETSIG) of the description.
+    pub fn fown(&self) -> pb::FownEntry {
+        owner(self.pid, self.file.as_fd()).unwrap_or_default()
+    }
+
+    /// A kind-specific fdinfo line.
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.info
+            .extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl FileTable {
+    /// The next file id.
+    fn new_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Adds an entry of `kind` built by `fill` from its new id; returns the id.
+    pub(crate) fn add(
+        &mut self,
+        kind: pb::FdTypes,
+        fill: impl FnOnce(u32, &mut pb::FileEntry),
+    ) -> u32 {
+        let id = self.new_id();
+        let mut entry = pb::FileEntry {
+            r#type: kind as i32,
+            id,
+            ..Default::default()
+        };
+        fill(id, &mut entry);
+        self.entries.push(entry);
+        id
+    }
+
+    /// Adds a regular-file entry, giving it the next id.
+    pub(crate) fn add_reg(&mut self, reg: pb::RegFileEntry) -> u32 {
+        self.add(pb::FdTypes::Reg, |id, e| {
+            e.reg = Some(pb::RegFileEntry { id, ..reg });
+        })
+    }
+
+    /// A regular-file entry for `path` opened with `flags`, shared by everything that
+    /// refers to the same path with the same flags (mappings, cwd, exe).
+    pub fn path_file(&mut self, pid: Pid, path: &str, flags: u32) -> Result<u32> {
+        if let Some((_, _, id)) = self
+            .by_path
+            .iter()
+            .find(|(p, f, _)| p == path && *f == flags)
+        {
+            return Ok(*id);
+        }
+        let st = fs::stat(std::path::Path::new(path)).ctx(pid, || format!("stat {path}"))?;
+        let id = self.add_reg(pb::RegFileEntry {
+            flags,
+            pos: 0,
+            fown: Some(pb::FownEntry::default()),
+            name: path.to_owned(),
+            size: Some(st.st_size as u64),
+            mode: Some(st.st_mode),
+            stasis_mtime: reg::mtime(&st),
+            ..Default::default()
+        });
+        self.by_path.push((path.to_owned(), flags, id));
+        Ok(id)
+    }
+
+    /// Dumps the fd table of `pid`, returning its fdinfo entries.
+    pub fn dump_fds(
+        &mut self,
+        dir: &ImageDir,
+        pid: Pid,
+        opts: FileOptions,
+    ) -> Result<Vec<pb::FdinfoEntry>> {
+        let pidfd = process::pidfd_open(pid).ctx(pid, || "pidfd_open".to_owned())?;
+        let mut out = Vec::new();
+        let mut epolls = Vec::new();
+        for fd in proc::fds(pid).pctx(pid)? {
+            let (entry, epoll) = self.dump_fd(dir, pid, &pidfd, fd, opts)?;
+            out.push(entry);
+            epolls.extend(epoll);
+        }
+        // Epoll targets are named by fd numbers of this process, so they are resolved
+        // once the whole table is known.
+        for ep in epolls {
+            epoll::resolve_targets(self, pid, &out, ep)?;
+        }
+        Ok(out)
+    }
+
+    fn dump_fd(
+        &mut self,
+        dir: &ImageDir,
+        pid: Pid,
+        pidfd: &OwnedFd,
+        fd: i32,
+        opts: FileOptions,
+    ) -> Result<(pb::FdinfoEntry, Option<epoll::Pending>)> {
+        let link_path = proc::path(pid, &format!("fd/{fd}"));
+        let link = proc::read_link(link_path.clone()).pctx(pid)?;
+        let link = link.to_string_lossy().into_owned();
+        let info = proc::read_fdinfo(pid, fd).pctx(pid)?;
+        let st = fs::stat(&link_path).ctx(pid, || format!("stat fd {fd} ({link})"))?;
+        let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+        let fdinfo = |id: u32, kind: pb::FdTypes| pb::FdinfoEntry {
+            id,
+            flags: if cloexec { FD_CLOEXEC } else { 0 },
+            r#type: kind as i32,
+            fd: fd as u32,
+            xattr_security_selinux: None,
+        };
+
+        // One open file description shared by several fds gets one id.
+        for seen in &self.seen {
+            if seen.dev == st.st_dev
+                && seen.ino == st.st_ino
+                && process::kcmp(seen.pid, pid, KCMP_FILE, seen.fd as u64, fd as u64) == Ok(0)
+            {
+                return Ok((fdinfo(seen.id, seen.kind), None));
+            }
+        }
+
+        let file = process::pidfd_getfd(pidfd, fd).ctx(pid, || format!("pidfd_getfd {fd}"))?;
+        let f = Fd {
+            pid,
+            fd,
+            link,
+            info,
+            st,
+            file,
+        };
+        let mut pending_epoll = None;
+        let (kind, id) = self.dump_description(dir, &f, opts, &mut pending_epoll)?;
+        self.seen.push(SeenFd {
+            pid,
+            fd,
+            dev: f.st.st_dev,
+            ino: f.st.st_ino,
+            id,
+            kind,
+        });
+        Ok((fdinfo(id, kind), pending_epoll))
+    }
+
+    /// Saves one open file description by its kind; returns the kind and file id.
+    fn dump_description(
+        &mut self,
+        dir: &ImageDir,
+        f: &Fd,
+        opts: FileOptions,
+        pending_epoll: &mut Option<epoll::Pending>,
+    ) -> Result<(pb::FdTypes, u32)> {
+        use pb::FdTypes as T;
+        let mode = f.st.st_mode & libc::S_IFMT;
+        if let Some(anon) = f.link.strip_prefix("anon_inode:") {
+            let anon = anon.trim_start_matches('[').trim_end_matches(']');
+            return match anon {
+                "eventfd" => Ok((T::Eventfd, anon::dump_eventfd(self, f)?)),
+                "signalfd" => Ok((T::Signalfd, anon::dump_signalfd(self, f)?)),
+                "timerfd" => Ok((T::Timerfd, anon::dump_timerfd(self, f)?)),
+                "pidfd" => Ok((T::Pidfd, anon::dump_pidfd(self, f)?)),
+                "eventpoll" => {
+                    let (id, pending) = epoll::dump(self, f)?;
+                    *pending_epoll = Some(pending);
+                    Ok((T::Eventpoll, id))
+                }
+                "inotify" => Ok((T::Inotify, notify::dump_inotify(self, f)?)),
+                "fanotify" => Ok((T::Fanotify, notify::dump_fanotify(self, f)?)),
+                "io_uring" => Err(f.unsupported(
+                    "io_uring instances are not supported (their rings and pending requests \
+                     live in the kernel)",
+                )),
+                other => Err(f.unsupported(format!("{other} descriptors are not supported"))),
+            };
+        }
+        if f.link.starts_with("pipe:[") {
+            return Ok((T::Pipe, pipe::dump_pipe(self, f)?));
+        }
+        if f.link.starts_with("socket:[") {
+            return Err(f.unsupported("sockets are not supported yet"));
+        }
+        if !f.link.starts_with('/') {
+            // Namespace files (net:[...]), BPF objects, ...
+            return Err(f.unsupported("files of this kind are not supported yet"));
+        }
+        if f.link.starts_with("/memfd:") && mode == libc::S_IFREG {
+            return Ok((T::Memfd, memfd::dump_memfd(self, dir, f)?));
+        }
+        match mode {
+            libc::S_IFIFO => Ok((T::Fifo, pipe::dump_fifo(self, f)?)),
+            libc::S_IFCHR if is_tty_major(libc::major(f.st.st_rdev)) && !opts.shell_job => Err(f
+                .unsupported(
+                    "terminals are only supported as the inherited terminal of a shell job \
+                     (--shell-job)",
+                )),
+            libc::S_IFREG | libc::S_IFDIR | libc::S_IFCHR | libc::S_IFBLK => {
+                Ok((T::Reg, reg::dump_reg(self, dir, f, opts)?))
+            }
+            libc::S_IFSOCK => Err(f.unsupported("sockets are not supported yet")),
+            _ => Err(f.unsupported("files of this kind are not supported yet")),
+        }
+    }
+
+    /// Removes what the dump made on the filesystem (links for `--link-remap`), after a
+    /// failure.
+    pub fn remove_links(&self) {
+        self.ghosts.remove_links();
+    }
+
+    /// Every pidfd must refer to a process of the tree (or to none: a dead process).
+    pub fn check_pidfds(&self, tree: &[Pid]) -> Result<()> {
+        for e in &self.entries {
+            let Some(p) = &e.pidfd else { continue };
+            if p.nspid > 0 && !tree.contains(&p.nspid) {
+                let holder = self.seen.iter().find(|s| s.id == e.id);
+                return Err(DumpError::Unsupported {
+                    pid: holder.map_or(0, |s| s.pid),
+                    resource: format!(
+                        "fd {} (pidfd of process {})",
+                        holder.map_or(-1, |s| s.fd),
+                        p.nspid
+                    ),
+                    reason: "it refers to a process outside the dumped tree".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the images that belong to the files (besides `files.img`, which the caller
+    /// writes last of them: entries are added up to the end of the dump).
+    pub fn write_data(&self, dir: &ImageDir) -> Result<()> {
+        self.pipes.write(dir)?;
+        self.ghosts.write(dir)?;
+        self.memfds.write(dir)?;
+        Ok(())
+    }
+}
+
+/// The `name:value` pairs of an fdinfo line such as `inotify wd:1 ino:1a2b sdev:800001`
+/// or `tfd:        5 events:       19 data: 7`: a word with a colon inside gives its own
+/// value, one ending in a colon takes the next word; other words are skipped.
+pub(crate) fn fdinfo_fields(line: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        let Some((key, value)) = w.split_once(':') else {
+            continue;
+        };
+        if value.is_empty() {
+            if let Some(v) = words.next() {
+                out.push((key, v));
+            }
+        } else {
+            out.push((key, value));
+        }
+    }
+    out
+}
+
+/// The fdinfo lines whose text starts with `key` (as `key: value`, reassembled from the
+/// parsed pairs).
+pub(crate) fn fdinfo_lines<'a>(f: &'a Fd, key: &'a str) -> impl Iterator<Item = String> + 'a {
+    f.info
+        .extra
+        .iter()
+        .filter(move |(k, _)| k == key)
+        .map(|(k, v)| format!("{k}:{v}"))
+}
+
+/// The owner (F_SETOWN_EX) and signal (F_SETSIG) of an open file description.
+fn owner(pid: Pid, file: std::os::fd::BorrowedFd<'_>) -> Result<pb::FownEntry> {
+    let (pid_type, owner_pid) = fs::owner(file).ctx(pid, || "F_GETOWN_EX".to_owned())?;
+    let signum = fs::owner_signal(file).ctx(pid, || "F_GETSIG".to_owned())?;
+    Ok(pb::FownEntry {
+        uid: 0,
+        euid: 0,
+        signum: signum as u32,
+        pid_type: pid_type as u32,
+        pid: owner_pid as u32,
+    })
+}

@@ -1,0 +1,345 @@
+//! Reopening the fd tables of the tree.
+//!
+//! Every open file description of the tree is recreated once, by stasis, before any
+//! process is forked ([`OpenedFiles::open_all`]), and kept at fd numbers above every number
+//! the tree uses. Each restore process inherits them all and dups the ones its table names
+//! to their numbers ([`OpenedFiles::install`]); descriptions shared between fds and between
+//! processes stay shared (one offset, one pipe, one counter), as they were.
+//!
+//! A few things can only be done by the process itself, once the whole tree exists
+//! ([`OpenedFiles::install_late`]): pidfds of processes of the tree (opened by pid), and
+//! the targets of epoll instances (registered under fd numbers of that process).
+//!
+//! One submodule per kind, paired with the dump's: [`reg`] (regular files, ghosts and
+//! links), [`pipe`], [`anon`] (eventfd, signalfd, timerfd, pidfd), [`epoll`], [`notify`],
+//! [`memfd`].
+
+mod anon;
+mod epoll;
+mod memfd;
+mod notify;
+mod pipe;
+mod reg;
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use stasis_images::consts::{FD_CLOEXEC, vma_status};
+use stasis_images::{ImageDir, pb};
+use stasis_sys::process::RestoreChild;
+use stasis_sys::{Pid, fs};
+
+pub use reg::open_reg;
+
+use crate::error::{RestoreError, Result, SysContext, invalid};
+use crate::image::{Images, ProcessImage};
+
+/// How strictly files are checked against what the dump saw.
+#[derive(Clone, Copy, Debug)]
+pub struct Validation {
+    /// A regular file whose size or mtime changed is an error (unless only appended to).
+    pub contents: bool,
+    /// A file whose permission bits changed is an error.
+    pub rwx: bool,
+}
+
+/// The data images of the files: pipe contents, ghost files, remaps, memfd inodes.
+#[derive(Debug, Default)]
+pub struct FileData {
+    /// `pipes-data.img` by pipe id.
+    pub pipes: HashMap<u32, (pb::PipeDataEntry, Vec<u8>)>,
+    /// `fifo-data.img` by pipe id.
+    pub fifos: HashMap<u32, (pb::PipeDataEntry, Vec<u8>)>,
+    /// `remap-fpath.img` by the file id whose path is replaced.
+    pub remaps: HashMap<u32, pb::RemapFilePathEntry>,
+    /// Ghost files by ghost id: attributes and data extents.
+    pub ghosts: HashMap<u32, reg::Ghost>,
+    /// `memfd.img` by inode id.
+    pub memfds: HashMap<u64, pb::MemfdInodeEntry>,
+}
+
+/// Reads the data images `files` refers to.
+pub fn load_data(dir: &ImageDir, files: &HashMap<u32, pb::FileEntry>) -> Result<FileData> {
+    let mut data = FileData {
+        pipes: pipe::load(dir, stasis_images::ImageKind::PipesData)?,
+        fifos: pipe::load(dir, stasis_images::ImageKind::FifoData)?,
+        ..Default::default()
+    };
+    if let Some(mut r) = dir.open_optional(stasis_images::ImageKind::RemapFpath, 0)? {
+        for e in r.collect_all::<pb::RemapFilePathEntry>()? {
+            data.remaps.insert(e.orig_id, e);
+        }
+    }
+    for remap in data.remaps.values() {
+        if !files.contains_key(&remap.orig_id) {
+            return Err(invalid(
+                "remap-fpath.img",
+                format!("remaps file id {}, which files.img lacks", remap.orig_id),
+            ));
+        }
+        match remap.remap_type() {
+            pb::RemapType::Ghost => {
+                if let Entry::Vacant(slot) = data.ghosts.entry(remap.remap_id) {
+                    slot.insert(reg::load_ghost(dir, remap.remap_id)?);
+                }
+            }
+            pb::RemapType::Linked => {
+                if files
+                    .get(&remap.remap_id)
+                    .and_then(|f| f.reg.as_ref())
+                    .is_none()
+                {
+                    return Err(invalid(
+                        "remap-fpath.img",
+                        format!("link of file {} is not in files.img", remap.orig_id),
+                    ));
+                }
+            }
+            pb::RemapType::Procfs => {
+                return Err(invalid(
+                    "remap-fpath.img",
+                    format!(
+                        "file {}: /proc files of dead processes are not supported",
+                        remap.orig_id
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(mut r) = dir.open_optional(stasis_images::ImageKind::MemfdInode, 0)? {
+        for e in r.collect_all::<pb::MemfdInodeEntry>()? {
+            data.memfds.insert(e.inode_id, e);
+        }
+    }
+    Ok(data)
+}
+
+/// Something a process does for itself after [`OpenedFiles::install`].
+#[derive(Debug)]
+enum Late {
+    /// A pidfd of a process of the tree: (its pid, the pidfd_open flags).
+    Pidfd(Pid, u32),
+}
+
+/// Every file description of the tree, opened once by stasis before any process is
+/// forked and kept at numbers above every fd number the tree uses.
+#[derive(Debug, Default)]
+pub struct OpenedFiles {
+    by_id: HashMap<u32, OwnedFd>,
+    late: HashMap<u32, Late>,
+    /// Epoll file ids, with the targets each registers.
+    epolls: HashMap<u32, Vec<pb::EventpollTfdEntry>>,
+    /// The process that registers each epoll's targets (the first that has it).
+    epoll_owner: HashMap<u32, Pid>,
+    /// Links made by the dump for `--link-remap`, removed once the restore succeeded.
+    links: Vec<PathBuf>,
+}
+
+/// What opening a description needs besides its entry.
+pub(crate) struct OpenCtx<'a> {
+    pub images: &'a Images,
+    pub high: RawFd,
+    pub validation: Validation,
+    /// The process the description is opened for (error messages).
+    pub pid: Pid,
+}
+
+impl OpenCtx<'_> {
+    /// An fd moved above the tree's numbers.
+    pub fn keep(&self, fd: OwnedFd) -> Result<OwnedFd> {
+        fs::move_above(fd, self.high).ctx(self.pid, || "move an fd out of the way".into())
+    }
+}
+
+/// The highest fd number the tree's restore needs below our own fds: every fd of every
+/// table, and every number an epoll target was registered under.
+pub fn highest_fd(images: &Images) -> RawFd {
+    let mut high = 2;
+    for p in &images.processes {
+        for f in &p.fds {
+            high = high.max(f.fd as RawFd);
+        }
+    }
+    for f in images.files.values() {
+        if let Some(ep) = &f.epfd {
+            for t in &ep.tfd {
+                high = high.max(t.tfd as RawFd);
+            }
+        }
+    }
+    high
+}
+
+impl OpenedFiles {
+    /// Opens every description any process's fd table or mapping refers to, at numbers
+    /// >= `high`.
+    pub fn open_all(images: &Images, high: RawFd, validation: Validation) -> Result<OpenedFiles> {
+        let mut opened = OpenedFiles::default();
+        let mut pipes = pipe::Pipes::default();
+        let mut memfds = memfd::Inodes::default();
+        let mut ghosts = reg::GhostFiles::default();
+        // Mappings that are opened here rather than by path in the process: memfds and
+        // files whose path was replaced.
+        let mut wanted: Vec<(Pid, u32, String)> = Vec::new();
+        for p in &images.processes {
+            for e in &p.fds {
+                wanted.push((p.pid(), e.id, format!("fd {}", e.fd)));
+            }
+            for v in &p.mm.vmas {
+                let file_backed =
+                    v.status & (vma_status::FILE_PRIVATE | vma_status::FILE_SHARED) != 0;
+                let id = v.shmid as u32;
+                if file_backed
+                    && (v.status & vma_status::MEMFD != 0
+                        || images.file_data.remaps.contains_key(&id))
+                {
+                    wanted.push((p.pid(), id, format!("vma {:#x}", v.start)));
+                }
+            }
+        }
+        let mut done = HashSet::new();
+        for (pid, id, user) in wanted {
+            if !done.insert(id) {
+                continue;
+            }
+            let entry = images.files.get(&id).ok_or_else(|| {
+                invalid(
+                    "files.img",
+                    format!("process {pid}: {user} refers to missing file id {id}"),
+                )
+            })?;
+            let cx = OpenCtx {
+                images,
+                high,
+                validation,
+                pid,
+            };
+            let unsupported = |what: &str| RestoreError::Unsupported {
+                pid,
+                resource: format!("{user} (file id {id})"),
+                reason: format!("{what} are not supported"),
+            };
+            use pb::FdTypes as T;
+            let fd = match (T::try_from(entry.r#type), entry) {
+                (Ok(T::Reg), pb::FileEntry { reg: Some(reg), .. }) => {
+                    match images.file_data.remaps.get(&id) {
+                        Some(remap) => {
+                            reg::open_remapped(&cx, reg, remap, &mut ghosts, &mut opened.links)?
+                        }
+                        None => cx.keep(open_reg(pid, reg, cx.validation)?)?,
+                    }
+                }
+                (Ok(T::Pipe), pb::FileEntry { pipe: Some(pe), .. }) => pipes.open_pipe(&cx, pe)?,
+                (Ok(T::Fifo), pb::FileEntry { fifo: Some(fe), .. }) => pipes.open_fifo(&cx, fe)?,
+                (Ok(T::Eventfd), pb::FileEntry { efd: Some(e), .. }) => anon::open_eventfd(&cx, e)?,
+                (Ok(T::Signalfd), pb::FileEntry { sgfd: Some(e), .. }) => {
+                    anon::open_signalfd(&cx, e)?
+                }
+                (Ok(T::Timerfd), pb::FileEntry { tfd: Some(e), .. }) => anon::open_timerfd(&cx, e)?,
+                (Ok(T::Pidfd), pb::FileEntry { pidfd: Some(e), .. }) => {
+                    if e.nspid > 0 {
+                        opened.late.insert(id, Late::Pidfd(e.nspid, e.flags));
+                        continue;
+                    }
+                    anon::open_dead_pidfd(&cx, e)?
+                }
+                (Ok(T::Eventpoll), pb::FileEntry { epfd: Some(e), .. }) => {
+                    opened.epolls.insert(id, e.tfd.clone());
+                    epoll::create(&cx, e)?
+                }
+                (Ok(T::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
+                    notify::open_inotify(&cx, e)?
+                }
+                (Ok(T::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
+                    notify::open_fanotify(&cx, e)?
+                }
+                (Ok(T::Memfd), pb::FileEntry { memfd: Some(e), .. }) => memfds.open(&cx, e)?,
+                (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
+                    return Err(unsupported("sockets"));
+                }
+                (Ok(T::Tty), _) => return Err(unsupported("terminals other than a shell job's")),
+                (kind, _) => {
+                    return Err(unsupported(&format!("files of type {kind:?}")));
+                }
+            };
+            opened.by_id.insert(id, fd);
+        }
+        // Fake ends and temporary names are not needed once every description exists.
+        pipes.finish();
+        ghosts.finish();
+        for p in &images.processes {
+            for e in &p.fds {
+                if opened.epolls.contains_key(&e.id) {
+                    opened.epoll_owner.entry(e.id).or_insert(p.pid());
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    /// The description opened for a mapping (memfd, ghost or linked file), if it was
+    /// opened here rather than left to the process to open by path.
+    pub fn mapped(&self, id: u32) -> Option<&OwnedFd> {
+        self.by_id.get(&id)
+    }
+
+    /// Puts `p`'s descriptions at their fd numbers (which must be free or unused).
+    pub fn install(&self, p: &ProcessImage) -> Result<()> {
+        let pid = p.pid();
+        for e in &p.fds {
+            if self.late.contains_key(&e.id) {
+                continue;
+            }
+            let file = self.by_id.get(&e.id).ok_or_else(|| {
+                RestoreError::Other(format!("process {pid}: file id {} was not opened", e.id))
+            })?;
+            fs::dup_to(file.as_fd(), e.fd as RawFd, e.flags & FD_CLOEXEC != 0)
+                .ctx(pid, || format!("install fd {}", e.fd))?;
+        }
+        Ok(())
+    }
+
+    /// What `p` must do itself once every process of the tree exists and its fd table is
+    /// installed: open pidfds of processes of the tree, register epoll targets.
+    pub fn install_late(&self, token: &RestoreChild, p: &ProcessImage) -> Result<()> {
+        let pid = p.pid();
+        let mut pidfds: HashMap<u32, OwnedFd> = HashMap::new();
+        for e in &p.fds {
+            let Some(Late::Pidfd(target, flags)) = self.late.get(&e.id) else {
+                continue;
+            };
+            let file = match pidfds.entry(e.id) {
+                Entry::Occupied(f) => f.into_mut(),
+                Entry::Vacant(slot) => slot.insert(anon::open_live_pidfd(pid, *target, *flags)?),
+            };
+            fs::dup_to(file.as_fd(), e.fd as RawFd, e.flags & FD_CLOEXEC != 0)
+                .ctx(pid, || format!("install pidfd at fd {}", e.fd))?;
+        }
+        drop(pidfds);
+        let slot = |n: RawFd| {
+            p.fds.iter().find(|e| e.fd as RawFd == n).and_then(|e| {
+                self.by_id
+                    .get(&e.id)
+                    .map(|f| (f.as_fd(), e.flags & FD_CLOEXEC != 0))
+            })
+        };
+        let mut registered = HashSet::new();
+        for e in &p.fds {
+            if self.epoll_owner.get(&e.id) != Some(&pid) || !registered.insert(e.id) {
+                continue;
+            }
+            let ep = self.by_id[&e.id].as_fd();
+            epoll::register(token, pid, ep, &self.epolls[&e.id], slot)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every description (the processes have their own copies now) and returns the
+    /// links the dump made for `--link-remap`, to remove once the restore succeeded: the
+    /// restored processes hold the files open, the names were only a way back to them.
+    pub fn close(self) -> Vec<PathBuf> {
+        self.links
+    }
+}
