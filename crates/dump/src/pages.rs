@@ -248,8 +248,9 @@ pub fn dump_shmem(dir: &ImageDir, pid: Pid, obj: &mut ShmemObject, pages_id: u32
             (end - start) / PAGE_SIZE,
             pe_flags::PRESENT,
         ))?;
+        // A memfd's last page may lie partly beyond its end: that part stays zero.
         window
-            .read_file(obj.file.as_fd(), offset, end - start, start)
+            .read_file(obj.file.as_fd(), offset, end.min(obj.size) - start, start)
             .map_err(|e| sys_error(pid, format!("read shared memory object {}", obj.shmid), e))?;
         offset += end - start;
     }

@@ -619,9 +619,24 @@ fn dump_process(
             .into_owned())
     };
     let dir_flags = (libc::O_RDONLY | libc::O_DIRECTORY) as u32;
-    let cwd_id = files.path_file(pid, &link("cwd")?, dir_flags)?;
-    let root_id = files.path_file(pid, &link("root")?, dir_flags)?;
-    let exe_id = files.path_file(pid, &link("exe")?, libc::O_RDONLY as u32)?;
+    // A directory or program deleted while in use has no path: it is saved as a ghost.
+    let mut linked_file = |name: &str, flags: u32| -> Result<u32> {
+        let target = link(name)?;
+        match target.strip_suffix(" (deleted)") {
+            Some(gone) if !std::path::Path::new(&target).exists() => files.deleted_file(
+                pid,
+                proc::path(pid, name),
+                gone,
+                flags,
+                format!("{name} ({target})"),
+                opts.file_options(),
+            ),
+            _ => files.path_file(pid, &target, flags),
+        }
+    };
+    let cwd_id = linked_file("cwd", dir_flags)?;
+    let root_id = linked_file("root", dir_flags)?;
+    let exe_id = linked_file("exe", libc::O_RDONLY as u32)?;
     let status = proc::read_status(pid).pctx(pid)?;
     let auxv = proc::auxv(pid).pctx(pid)?;
     log::debug!(

@@ -572,8 +572,9 @@ fn pidfd_file() -> FileEntry {
             id: 13,
             ino: 4321,
             flags: 0,
-            nspid: PID as i32,
+            nspid: -1,
             fown: Some(fown()),
+            stasis_exit_status: Some(0x500),
         }),
         ..file(FdTypes::Pidfd, 13)
     }

@@ -11,7 +11,7 @@
 //! exits with an error message sent up first. A zombie of the image exits at once after the
 //! barrier with its exit status.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use stasis_sys::mem::Reservation;
 use stasis_sys::process::{Forked, RestoreChild};
@@ -278,17 +278,7 @@ fn run_zombie(ctx: &Context<'_>, z: &ZombieImage) -> ! {
         send(ctx, pid, MSG_ERROR, e.to_string().as_bytes());
         process::exit_now(1);
     }
-    let status = z.exit_code;
-    let sig = (status & 0x7f) as i32;
-    if sig == 0 {
-        process::exit_now(((status >> 8) & 0xff) as i32);
-    }
-    // Killed by a signal: die of the same one (no core dump: dumpable off).
-    let _ = process::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    let _ = signal::set_default(sig);
-    let _ = signal::set_mask(!(1u64 << (sig - 1)));
-    let _ = process::kill(pid, sig);
-    process::exit_now(128 + sig);
+    process::end_with_status(z.exit_code as i32);
 }
 
 fn prepare(
@@ -343,16 +333,19 @@ fn prepare(
 
     // The fd table: our own fds are above every target number, so the targets can be
     // put in place directly; everything else inherited is then closed.
-    let cwd = open_dir(pid, images, p.fs.cwd_id, "cwd")?;
+    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let cwd = ctx
+        .files
+        .open_entry(pid, images, p.fs.cwd_id, dir_flags, "cwd")?;
     let cwd = fs::move_above(cwd, ctx.high).ctx(pid, || "move the cwd fd".into())?;
     let root_reg = images.reg_file(p.fs.root_id, "root")?;
-    let exe_reg = images.reg_file(p.mm.exe_file_id, "exe")?;
-    let exe = fs::open(
-        std::path::Path::new(&exe_reg.name),
+    let exe = ctx.files.open_entry(
+        pid,
+        images,
+        p.mm.exe_file_id,
         libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    )
-    .ctx(pid, || format!("open executable {}", exe_reg.name))?;
+        "executable",
+    )?;
     let exe = fs::move_above(exe, ctx.high).ctx(pid, || "move the exe fd".into())?;
     ctx.files.install(p)?;
     ctx.files.install_late(token, p)?;
@@ -494,16 +487,6 @@ fn prepare(
             syscall_insn,
         },
     })
-}
-
-fn open_dir(pid: Pid, images: &Images, id: u32, what: &str) -> Result<OwnedFd> {
-    let reg = images.reg_file(id, what)?;
-    fs::open(
-        std::path::Path::new(&reg.name),
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    )
-    .ctx(pid, || format!("open {what} {}", reg.name))
 }
 
 /// The flags of a thread as pthread_create makes it (TLS is set by the thread itself).

@@ -136,6 +136,15 @@ pub fn set_owner(fd: BorrowedFd<'_>, kind: i32, pid: i32) -> Result<()> {
     Errno::result(r.into()).map(drop)
 }
 
+/// Sets the owner of the description at fd number `fd` of the calling process (which
+/// need not be one we hold as an `OwnedFd`: a restored process's own numbers).
+pub fn set_owner_fd(fd: RawFd, kind: i32, pid: i32) -> Result<()> {
+    let own = abi::FOwnerEx { kind, pid };
+    // SAFETY: F_SETOWN_EX reads one f_owner_ex from `own`; the fd is only a number.
+    let r = unsafe { libc::fcntl(fd, abi::F_SETOWN_EX, &raw const own) };
+    Errno::result(r.into()).map(drop)
+}
+
 /// The signal sent for I/O events (`F_GETSIG`).
 pub fn owner_signal(fd: BorrowedFd<'_>) -> Result<i32> {
     // SAFETY: F_GETSIG takes no argument.
@@ -182,6 +191,13 @@ pub fn close_all_except(_child: &crate::process::RestoreChild, keep: &[RawFd]) -
 pub fn leak(fd: OwnedFd) -> RawFd {
     use std::os::fd::IntoRawFd;
     fd.into_raw_fd()
+}
+
+/// `mkdir(path, mode)`.
+pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is NUL-terminated for the call.
+    Errno::result(unsafe { libc::mkdir(c.as_ptr(), mode) }.into()).map(drop)
 }
 
 /// Changes the owner of an open file (`fchown`).

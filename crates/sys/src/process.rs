@@ -1,6 +1,6 @@
 //! Processes: creation with a chosen pid, pidfds, waiting, signals, prctl.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::abi::{self, CloneArgs};
 use crate::{Errno, Pid, Result};
@@ -206,9 +206,9 @@ pub fn pidfd_open_flags(pid: Pid, flags: u32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A pidfd of a process that has exited and been reaped: a child made for the purpose
-/// (`clone3` with `CLONE_PIDFD`) that exits at once.
-pub fn dead_pidfd() -> Result<OwnedFd> {
+/// A pidfd of a process that has exited with wait status `status` and been reaped: a
+/// child made for the purpose (`clone3` with `CLONE_PIDFD`) that ends so at once.
+pub fn dead_pidfd(status: i32) -> Result<OwnedFd> {
     let mut pidfd: i32 = -1;
     let args = CloneArgs {
         flags: libc::CLONE_PIDFD as u64,
@@ -217,17 +217,47 @@ pub fn dead_pidfd() -> Result<OwnedFd> {
         ..Default::default()
     };
     // SAFETY: clone3 without CLONE_VM gives the child a copy of our memory; the child
-    // only calls _exit, which touches nothing of ours.
+    // only makes system calls and ends (end_with_status never returns).
     let r = unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) };
     let child = Errno::result(r)? as Pid;
     if child == 0 {
-        // SAFETY: _exit is async-signal-safe and ends the child at once.
-        unsafe { libc::_exit(0) };
+        end_with_status(status);
     }
     // SAFETY: the kernel stored a new pidfd in `pidfd`.
     let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     wait_exit(child)?;
     Ok(fd)
+}
+
+/// Ends the calling process so that its parent sees wait status `status`: an exit code,
+/// or death by the same signal (without a core dump).
+pub fn end_with_status(status: i32) -> ! {
+    let sig = status & 0x7f;
+    if sig == 0 {
+        exit_now((status >> 8) & 0xff);
+    }
+    let _ = prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    let _ = crate::signal::set_default(sig);
+    let _ = crate::signal::set_mask(!(1u64 << (sig - 1)));
+    let _ = kill(getpid(), sig);
+    exit_now(128 + sig)
+}
+
+/// How a process a pidfd refers to ended (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux
+/// 6.15+): its wait status, or `None` if it has not ended or the kernel cannot tell.
+pub fn pidfd_exit_status(pidfd: BorrowedFd<'_>) -> Option<i32> {
+    // struct pidfd_info, first version (64 bytes): mask, cgroupid, 11 ids, exit_code.
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    const PIDFD_GET_INFO: libc::c_ulong = 0xc040_ff0b; // _IOWR(0xFF, 11, 64 bytes)
+    let mut info = [0u64; 8];
+    info[0] = PIDFD_INFO_EXIT;
+    // SAFETY: the ioctl reads and writes the 64-byte structure it is given.
+    let r = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, info.as_mut_ptr()) };
+    if r != 0 || info[0] & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    // exit_code is the last 32-bit field.
+    Some((info[7] >> 32) as u32 as i32)
 }
 
 /// Compares kernel objects of two processes (`kcmp`): 0 if the same.
@@ -352,7 +382,7 @@ pub fn set_name(name: &str) -> Result<()> {
 /// and exec). Used to hand a readiness pipe to a workload.
 pub fn spawn_with_fd(
     cmd: &mut std::process::Command,
-    fd: std::os::fd::BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
     target_fd: i32,
 ) -> std::io::Result<std::process::Child> {
     use std::os::fd::AsRawFd;
@@ -380,10 +410,7 @@ pub fn spawn_with_fd(
 }
 
 /// Waits up to `timeout` for `fd` to become readable (or hung up). Returns whether it did.
-pub fn wait_readable(
-    fd: std::os::fd::BorrowedFd<'_>,
-    timeout: std::time::Duration,
-) -> Result<bool> {
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> Result<bool> {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -415,7 +442,7 @@ pub fn cloexec_all_above(min: i32) -> Result<()> {
 
 /// Waits up to `timeout` until every writer of the pipe behind `fd` has closed it (read
 /// returns end of file); data still arriving is discarded. Returns whether it happened.
-pub fn wait_closed(fd: std::os::fd::BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+pub fn wait_closed(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
     use std::os::fd::AsRawFd;
     let deadline = std::time::Instant::now() + timeout;
     let mut buf = [0u8; 64];

@@ -1,6 +1,8 @@
 //! Files, pipes, event fds, terminals and IPC (one self-verifying fixture each).
 
-use crate::harness::{Start, checkpoint_restore_fixture, leave_running_then_restore};
+use crate::harness::{
+    Start, checkpoint_restore_fixture, checkpoint_restore_fixture_with, leave_running_then_restore,
+};
 
 /// A fixture that takes the test's scratch directory as its last argument.
 fn in_dir(fixture: &'static str) -> Start<'static> {
@@ -24,4 +26,64 @@ fn leave_running_pipes() {
 #[test]
 fn fifos_with_data_in_flight() {
     checkpoint_restore_fixture("fifo", in_dir("fifo"));
+}
+
+#[test]
+fn eventfds() {
+    checkpoint_restore_fixture("eventfd", Start::new("eventfd"));
+}
+
+#[test]
+fn epoll_targets() {
+    checkpoint_restore_fixture("epoll", Start::new("epoll"));
+}
+
+#[test]
+fn signalfd_with_pending_signals() {
+    checkpoint_restore_fixture("signalfd", Start::new("signalfd"));
+}
+
+#[test]
+fn timerfds() {
+    checkpoint_restore_fixture("timerfd", Start::new("timerfd"));
+}
+
+#[test]
+fn inotify_watches() {
+    checkpoint_restore_fixture("inotify", in_dir("inotify"));
+}
+
+#[test]
+fn fanotify_marks() {
+    checkpoint_restore_fixture("fanotify", in_dir("fanotify"));
+}
+
+#[test]
+fn pidfds_of_live_and_dead_processes() {
+    checkpoint_restore_fixture("pidfd", Start::new("pidfd"));
+}
+
+#[test]
+fn memfds_open_and_mapped() {
+    checkpoint_restore_fixture("memfd", Start::new("memfd"));
+}
+
+#[test]
+fn deleted_files_still_open() {
+    checkpoint_restore_fixture("ghost", in_dir("ghost"));
+}
+
+#[test]
+fn renamed_proc_and_owned_files() {
+    checkpoint_restore_fixture("files_more", in_dir("files_more"));
+}
+
+#[test]
+fn descriptions_shared_between_processes() {
+    checkpoint_restore_fixture("shared_fds", in_dir("shared_fds"));
+}
+
+#[test]
+fn deleted_files_with_other_links_via_link_remap() {
+    checkpoint_restore_fixture_with("link_remap", in_dir("link_remap"), &["--link-remap"], &[]);
 }

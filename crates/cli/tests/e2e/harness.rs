@@ -491,12 +491,22 @@ pub fn leave_running_then_restore(test: &str, how: Start<'_>) {
 
 /// The full cycle for a self-verifying fixture: start, dump (kill), restore, verdict.
 pub fn checkpoint_restore_fixture(test: &str, how: Start<'_>) {
+    checkpoint_restore_fixture_with(test, how, &[], &[]);
+}
+
+/// [`checkpoint_restore_fixture`] with extra dump and restore options.
+pub fn checkpoint_restore_fixture_with(
+    test: &str,
+    how: Start<'_>,
+    dump_opts: &[&str],
+    restore_opts: &[&str],
+) {
     let _serial = setup();
     let scratch = Scratch::new(test);
     let mut run = start(&scratch, how);
     let images = scratch.join("images");
-    dump(run.pid, &images, &[]);
+    dump(run.pid, &images, dump_opts);
     run.reap_killed();
-    restore(&images, &[]);
+    restore(&images, restore_opts);
     run.assert_pass();
 }

@@ -11,16 +11,30 @@ use stasis_sys::{fds, proc, process};
 use super::{Fd, FileTable};
 use crate::error::{DumpError, Result, SysContext};
 
-/// The value of fdinfo line `key`, parsed with `parse`; a missing or malformed line is an
-/// error naming the fd.
+/// The value of fdinfo line `key` (of `info`, read for fd `f`), parsed with `parse`; a
+/// missing or malformed line is an error naming the fd.
+fn field_of<T>(
+    f: &Fd,
+    info: &proc::FdInfo,
+    key: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T> {
+    info.extra
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| parse(v))
+        .ok_or_else(|| DumpError::Proc {
+            pid: f.pid,
+            source: proc::ProcError::Format {
+                path: proc::path(f.pid, &format!("fdinfo/{}", f.fd)),
+                detail: format!("no valid {key:?} line"),
+            },
+        })
+}
+
+/// [`field_of`] the fdinfo read when the fd was found.
 fn field<T>(f: &Fd, key: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
-    f.extra(key).and_then(parse).ok_or_else(|| DumpError::Proc {
-        pid: f.pid,
-        source: proc::ProcError::Format {
-            path: proc::path(f.pid, &format!("fdinfo/{}", f.fd)),
-            detail: format!("no valid {key:?} line"),
-        },
-    })
+    field_of(f, &f.info, key, parse)
 }
 
 fn hex(s: &str) -> Option<u64> {
@@ -57,14 +71,18 @@ pub(crate) fn dump_signalfd(table: &mut FileTable, f: &Fd) -> Result<u32> {
 }
 
 pub(crate) fn dump_timerfd(table: &mut FileTable, f: &Fd) -> Result<u32> {
-    let clockid = field(f, "clockid", |v| v.trim().parse::<u32>().ok())?;
-    let ticks = field(f, "ticks", |v| v.trim().parse::<u64>().ok())?;
-    // "settime flags: 01" is split at its first colon.
-    let settime_flags = field(f, "settime flags", |v| {
-        u32::from_str_radix(v.trim(), 8).ok()
-    })?;
+    // timerfd_gettime first: it folds the periods missed since the last expiry into the
+    // count, which fdinfo shows only afterwards.
     let (value, interval) = fds::timerfd_gettime(f.file.as_fd())
         .ctx(f.pid, || format!("fd {}: timerfd_gettime", f.fd))?;
+    let info =
+        proc::read_fdinfo(f.pid, f.fd).map_err(|source| DumpError::Proc { pid: f.pid, source })?;
+    let clockid = field_of(f, &info, "clockid", |v| v.trim().parse::<u32>().ok())?;
+    let ticks = field_of(f, &info, "ticks", |v| v.trim().parse::<u64>().ok())?;
+    // "settime flags: 01" is split at its first colon.
+    let settime_flags = field_of(f, &info, "settime flags", |v| {
+        u32::from_str_radix(v.trim(), 8).ok()
+    })?;
     // An absolute wall-clock target stays the same wall-clock time wherever the restore
     // happens; other clocks restart from the time that was left.
     let absolute = settime_flags & 1 != 0
@@ -110,6 +128,9 @@ pub(crate) fn dump_pidfd(table: &mut FileTable, f: &Fd) -> Result<u32> {
             .unwrap_or(pid),
         None => pid,
     };
+    let exit_status = (pid < 0)
+        .then(|| process::pidfd_exit_status(f.file.as_fd()))
+        .flatten();
     let (flags, fown) = (f.flags(), f.fown());
     Ok(table.add(pb::FdTypes::Pidfd, |id, e| {
         e.pidfd = Some(pb::PidfdEntry {
@@ -118,6 +139,7 @@ pub(crate) fn dump_pidfd(table: &mut FileTable, f: &Fd) -> Result<u32> {
             flags,
             nspid,
             fown: Some(fown),
+            stasis_exit_status: exit_status,
         });
     }))
 }

@@ -44,7 +44,7 @@ fn handle_path(sdev: u32, handle: &FileHandle) -> std::result::Result<String, St
         .ok_or_else(|| format!("no mount of device {major}:{minor} is visible to stasis"))?;
     let dir = fs::open(
         &mount.mount_point,
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         0,
     )
     .map_err(|e| format!("open {}: {e}", mount.mount_point.display()))?;

@@ -153,6 +153,22 @@ impl FileTable {
         opts: FileOptions,
     ) -> Result<u32> {
         let reopen = stasis_sys::proc::path(pid, &format!("map_files/{start:x}-{end:x}"));
+        let resource = format!("vma {start:x}-{end:x} ({name} (deleted))");
+        self.deleted_file(pid, reopen, name, open_flags, resource, opts)
+    }
+
+    /// A regular-file entry for the deleted file (or directory) `name` that `reopen` (a
+    /// `/proc` link: `cwd`, `root`, `exe`, `map_files/...`) opens, remapped to a ghost or
+    /// a link; returns its file id.
+    pub fn deleted_file(
+        &mut self,
+        pid: Pid,
+        reopen: std::path::PathBuf,
+        name: &str,
+        open_flags: u32,
+        resource: String,
+        opts: FileOptions,
+    ) -> Result<u32> {
         let st = fs::stat(&reopen).ctx(pid, || format!("stat {}", reopen.display()))?;
         let id = self.add_reg(pb::RegFileEntry {
             flags: open_flags,
@@ -167,7 +183,7 @@ impl FileTable {
             pid,
             st: &st,
             reopen,
-            resource: format!("vma {start:x}-{end:x} ({name} (deleted))"),
+            resource,
         };
         remap_deleted(self, &source, name, id, opts)?;
         Ok(id)

@@ -728,6 +728,10 @@ pub struct PidfdEntry {
     /// SIGIO owner (required).
     #[prost(message, optional, tag = "5")]
     pub fown: Option<FownEntry>,
+    /// stasis: how the process a dead pidfd refers to ended (its wait status), as
+    /// `PIDFD_GET_INFO` tells it.
+    #[prost(int32, optional, tag = "1000")]
+    pub stasis_exit_status: Option<i32>,
 }
 
 // ---- ext-file.proto ----

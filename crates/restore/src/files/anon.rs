@@ -81,7 +81,8 @@ fn pidfd_open_flags(flags: u32) -> u32 {
 
 /// A pidfd of a process that is gone (its fdinfo said pid -1).
 pub(crate) fn open_dead_pidfd(cx: &OpenCtx<'_>, e: &pb::PidfdEntry) -> Result<OwnedFd> {
-    let fd = process::dead_pidfd().ctx(cx.pid, || "make a pidfd of a dead process".into())?;
+    let fd = process::dead_pidfd(e.stasis_exit_status.unwrap_or(0))
+        .ctx(cx.pid, || "make a pidfd of a dead process".into())?;
     finish(cx, fd, e.flags, e.fown.as_ref(), "pidfd")
 }
 

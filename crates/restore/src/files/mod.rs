@@ -121,6 +121,32 @@ pub fn load_data(dir: &ImageDir, files: &HashMap<u32, pb::FileEntry>) -> Result<
 enum Late {
     /// A pidfd of a process of the tree: (its pid, the pidfd_open flags).
     Pidfd(Pid, u32),
+    /// A file under `/proc/PID` of a process of the tree.
+    Reg(pb::RegFileEntry),
+}
+
+/// The SIGIO owner of a description of any kind.
+fn fown_of(f: &pb::FileEntry) -> Option<&pb::FownEntry> {
+    f.reg
+        .as_ref()
+        .and_then(|e| e.fown.as_ref())
+        .or_else(|| f.pipe.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.efd.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.epfd.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.sgfd.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.tfd.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.ify.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.ffy.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.memfd.as_ref().and_then(|e| e.fown.as_ref()))
+        .or_else(|| f.pidfd.as_ref().and_then(|e| e.fown.as_ref()))
+}
+
+/// Whether `path` is under `/proc/PID` (or `/proc/PID/task/TID`) of a task of the tree.
+fn proc_of_tree(path: &str, tree: &HashSet<Pid>) -> bool {
+    path.strip_prefix("/proc/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|pid| pid.parse::<Pid>().ok())
+        .is_some_and(|pid| tree.contains(&pid))
 }
 
 /// Every file description of the tree, opened once by stasis before any process is
@@ -131,10 +157,15 @@ pub struct OpenedFiles {
     late: HashMap<u32, Late>,
     /// Epoll file ids, with the targets each registers.
     epolls: HashMap<u32, Vec<pb::EventpollTfdEntry>>,
-    /// The process that registers each epoll's targets (the first that has it).
-    epoll_owner: HashMap<u32, Pid>,
+    /// Descriptions with an owner for SIGIO (`F_SETOWN_EX`): (kind, pid or pgid).
+    owners: HashMap<u32, (i32, Pid)>,
+    /// The process that finishes each description (registers epoll targets, sets the
+    /// owner): the first that has it.
+    holder: HashMap<u32, Pid>,
     /// Links made by the dump for `--link-remap`, removed once the restore succeeded.
     links: Vec<PathBuf>,
+    /// Our fds are at or above this number; the tree's are below.
+    high: RawFd,
 }
 
 /// What opening a description needs besides its entry.
@@ -176,7 +207,10 @@ impl OpenedFiles {
     /// Opens every description any process's fd table or mapping refers to, at numbers
     /// >= `high`.
     pub fn open_all(images: &Images, high: RawFd, validation: Validation) -> Result<OpenedFiles> {
-        let mut opened = OpenedFiles::default();
+        let mut opened = OpenedFiles {
+            high,
+            ..Default::default()
+        };
         let mut pipes = pipe::Pipes::default();
         let mut memfds = memfd::Inodes::default();
         let mut ghosts = reg::GhostFiles::default();
@@ -186,6 +220,15 @@ impl OpenedFiles {
         for p in &images.processes {
             for e in &p.fds {
                 wanted.push((p.pid(), e.id, format!("fd {}", e.fd)));
+            }
+            for (id, what) in [
+                (p.fs.cwd_id, "cwd"),
+                (p.fs.root_id, "root"),
+                (p.mm.exe_file_id, "exe"),
+            ] {
+                if images.file_data.remaps.contains_key(&id) {
+                    wanted.push((p.pid(), id, what.to_owned()));
+                }
             }
             for v in &p.mm.vmas {
                 let file_backed =
@@ -199,6 +242,21 @@ impl OpenedFiles {
                 }
             }
         }
+        let tree_pids: HashSet<Pid> = images
+            .processes
+            .iter()
+            .flat_map(|p| p.pstree.threads.iter().map(|t| *t as Pid))
+            .chain(images.zombies.iter().map(|z| z.pid()))
+            .collect();
+        // inotify and fanotify instances last: opening files under their watches would
+        // queue events the process never had.
+        let is_notify = |id: u32| {
+            images
+                .files
+                .get(&id)
+                .is_some_and(|f| f.ify.is_some() || f.ffy.is_some())
+        };
+        wanted.sort_by_key(|(_, id, _)| is_notify(*id));
         let mut done = HashSet::new();
         for (pid, id, user) in wanted {
             if !done.insert(id) {
@@ -223,6 +281,13 @@ impl OpenedFiles {
             };
             use pb::FdTypes as T;
             let fd = match (T::try_from(entry.r#type), entry) {
+                (Ok(T::Reg), pb::FileEntry { reg: Some(reg), .. })
+                    if proc_of_tree(&reg.name, &tree_pids) =>
+                {
+                    // /proc/PID/... of a process of the tree exists once the tree does.
+                    opened.late.insert(id, Late::Reg(reg.clone()));
+                    continue;
+                }
                 (Ok(T::Reg), pb::FileEntry { reg: Some(reg), .. }) => {
                     match images.file_data.remaps.get(&id) {
                         Some(remap) => {
@@ -271,8 +336,13 @@ impl OpenedFiles {
         ghosts.finish();
         for p in &images.processes {
             for e in &p.fds {
-                if opened.epolls.contains_key(&e.id) {
-                    opened.epoll_owner.entry(e.id).or_insert(p.pid());
+                opened.holder.entry(e.id).or_insert(p.pid());
+                if let Some(own) = images.files.get(&e.id).and_then(fown_of)
+                    && own.pid != 0
+                {
+                    opened
+                        .owners
+                        .insert(e.id, (own.pid_type as i32, own.pid as Pid));
                 }
             }
         }
@@ -283,6 +353,27 @@ impl OpenedFiles {
     /// opened here rather than left to the process to open by path.
     pub fn mapped(&self, id: u32) -> Option<&OwnedFd> {
         self.by_id.get(&id)
+    }
+
+    /// A file the process refers to by its entry (cwd, executable): the description opened
+    /// here if the path had to be replaced (a ghost or a link), else the path opened with
+    /// `flags`.
+    pub fn open_entry(
+        &self,
+        pid: Pid,
+        images: &Images,
+        id: u32,
+        flags: i32,
+        what: &str,
+    ) -> Result<OwnedFd> {
+        if let Some(fd) = self.by_id.get(&id) {
+            return fd
+                .try_clone()
+                .map_err(|e| RestoreError::Other(format!("process {pid}: dup the {what}: {e}")));
+        }
+        let reg = images.reg_file(id, what)?;
+        fs::open(std::path::Path::new(&reg.name), flags, 0)
+            .ctx(pid, || format!("open {what} {}", reg.name))
     }
 
     /// Puts `p`'s descriptions at their fd numbers (which must be free or unused).
@@ -305,19 +396,26 @@ impl OpenedFiles {
     /// installed: open pidfds of processes of the tree, register epoll targets.
     pub fn install_late(&self, token: &RestoreChild, p: &ProcessImage) -> Result<()> {
         let pid = p.pid();
-        let mut pidfds: HashMap<u32, OwnedFd> = HashMap::new();
+        let mut late: HashMap<u32, OwnedFd> = HashMap::new();
         for e in &p.fds {
-            let Some(Late::Pidfd(target, flags)) = self.late.get(&e.id) else {
+            let Some(what) = self.late.get(&e.id) else {
                 continue;
             };
-            let file = match pidfds.entry(e.id) {
+            let file = match late.entry(e.id) {
                 Entry::Occupied(f) => f.into_mut(),
-                Entry::Vacant(slot) => slot.insert(anon::open_live_pidfd(pid, *target, *flags)?),
+                Entry::Vacant(slot) => {
+                    let fd = match what {
+                        Late::Pidfd(target, flags) => anon::open_live_pidfd(pid, *target, *flags)?,
+                        Late::Reg(reg) => reg::open_proc_file(pid, reg)?,
+                    };
+                    // Out of the way first: it could land on a number it is to be put at.
+                    slot.insert(fs::move_above(fd, self.high).ctx(pid, || "move an fd".into())?)
+                }
             };
             fs::dup_to(file.as_fd(), e.fd as RawFd, e.flags & FD_CLOEXEC != 0)
-                .ctx(pid, || format!("install pidfd at fd {}", e.fd))?;
+                .ctx(pid, || format!("install fd {}", e.fd))?;
         }
-        drop(pidfds);
+        drop(late);
         let slot = |n: RawFd| {
             p.fds.iter().find(|e| e.fd as RawFd == n).and_then(|e| {
                 self.by_id
@@ -325,13 +423,24 @@ impl OpenedFiles {
                     .map(|f| (f.as_fd(), e.flags & FD_CLOEXEC != 0))
             })
         };
-        let mut registered = HashSet::new();
+        let mut finished = HashSet::new();
         for e in &p.fds {
-            if self.epoll_owner.get(&e.id) != Some(&pid) || !registered.insert(e.id) {
+            if self.holder.get(&e.id) != Some(&pid) || !finished.insert(e.id) {
                 continue;
             }
-            let ep = self.by_id[&e.id].as_fd();
-            epoll::register(token, pid, ep, &self.epolls[&e.id], slot)?;
+            if let Some(targets) = self.epolls.get(&e.id) {
+                let ep = self.by_id[&e.id].as_fd();
+                epoll::register(token, pid, ep, targets, slot)?;
+            }
+            if let Some(&(kind, owner)) = self.owners.get(&e.id) {
+                // Through the fd number: the description may be one opened just now.
+                let fd = slot(e.fd as RawFd).map(|(f, _)| f);
+                let set = match fd {
+                    Some(f) => fs::set_owner(f, kind, owner),
+                    None => fs::set_owner_fd(e.fd as RawFd, kind, owner),
+                };
+                set.ctx(pid, || format!("fd {}: F_SETOWN_EX to {owner}", e.fd))?;
+            }
         }
         Ok(())
     }

@@ -67,7 +67,9 @@ fn fs_finish(
 
 pub(crate) fn open_fanotify(cx: &OpenCtx<'_>, e: &pb::FanotifyFileEntry) -> Result<OwnedFd> {
     let pid = cx.pid;
-    let fd = fds::fanotify_init(e.faflags | libc::FAN_CLOEXEC, e.evflags).ctx(pid, || {
+    // Exactly the dumped flags: fdinfo shows them (FAN_CLOEXEC too, which our copy does
+    // not need: it is moved to a close-on-exec number).
+    let fd = fds::fanotify_init(e.faflags, e.evflags).ctx(pid, || {
         format!("fanotify_init({:#x}, {:#x})", e.faflags, e.evflags)
     })?;
     for m in &e.mark {

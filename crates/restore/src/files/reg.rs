@@ -18,7 +18,15 @@ const OPEN_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC;
 
 /// Opens a regular-file entry as the dumped process had it open.
 pub fn open_reg(pid: Pid, reg: &pb::RegFileEntry, validation: Validation) -> Result<OwnedFd> {
-    open_reg_at(pid, reg, Path::new(&reg.name), Some(validation))
+    // Files of /proc and /sys are made up by the kernel as they are read: sizes and times
+    // say nothing about whether they are the same file.
+    let synthetic = ["/proc/", "/sys/"].iter().any(|p| reg.name.starts_with(p));
+    open_reg_at(
+        pid,
+        reg,
+        Path::new(&reg.name),
+        (!synthetic).then_some(validation),
+    )
 }
 
 /// Opens `reg` (its flags, offset and owner) through `path`, checking the file first if
@@ -49,7 +57,15 @@ fn open_reg_at(
     Ok(fd)
 }
 
-/// Gives a description the owner and signal the dump saw (`F_SETOWN_EX`, `F_SETSIG`).
+/// Opens a file under `/proc/PID` of a process of the tree, from that process once the
+/// tree exists. Its size and times are the kernel's of the moment: not checked.
+pub(crate) fn open_proc_file(pid: Pid, reg: &pb::RegFileEntry) -> Result<OwnedFd> {
+    open_reg_at(pid, reg, Path::new(&reg.name), None)
+}
+
+/// Gives a description the signal the dump saw (`F_SETSIG`). Its owner (`F_SETOWN_EX`)
+/// names a process of the tree, which does not exist yet: the process that holds the
+/// description sets it later ([`super::OpenedFiles::install_late`]).
 pub(crate) fn set_fown(
     pid: Pid,
     fd: std::os::fd::BorrowedFd<'_>,
@@ -57,10 +73,6 @@ pub(crate) fn set_fown(
     what: &str,
 ) -> Result<()> {
     let Some(own) = own else { return Ok(()) };
-    if own.pid != 0 {
-        fs::set_owner(fd, own.pid_type as i32, own.pid as i32)
-            .ctx(pid, || format!("F_SETOWN_EX on {what}"))?;
-    }
     if own.signum != 0 {
         fs::set_owner_signal(fd, own.signum as i32).ctx(pid, || format!("F_SETSIG on {what}"))?;
     }
@@ -168,6 +180,18 @@ impl GhostFiles {
         Ok(path)
     }
 
+    /// Links `from` as `to` if `to` is free; the link is removed by [`Self::finish`].
+    fn link_back(&mut self, from: &Path, to: &Path) -> bool {
+        if self.made.iter().any(|(_, p)| p == to) {
+            return true;
+        }
+        if std::fs::hard_link(from, to).is_ok() {
+            self.made.push((u32::MAX, to.to_path_buf()));
+            return true;
+        }
+        false
+    }
+
     /// Unlinks every recreated ghost: the descriptions keep them alive, nameless, as they
     /// were.
     pub fn finish(&mut self) {
@@ -188,22 +212,22 @@ fn recreate(cx: &OpenCtx<'_>, g: &Ghost, id: u32, name: &str) -> Result<PathBuf>
         PathBuf::from(format!("{name}.stasis-ghost.{id}")),
     ];
     for path in candidates {
-        if kind == libc::S_IFDIR {
-            match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(path),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(RestoreError::Other(format!(
-                        "process {pid}: recreate deleted directory {name}: {e}"
-                    )));
-                }
-            }
-        }
-        let file = match fs::open(
-            &path,
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            g.head.mode & 0o7777,
-        ) {
+        let made = if kind == libc::S_IFDIR {
+            fs::mkdir(&path, 0o700).and_then(|()| {
+                fs::open(
+                    &path,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    0,
+                )
+            })
+        } else {
+            fs::open(
+                &path,
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        let file = match made {
             Ok(f) => f,
             Err(stasis_sys::Errno(libc::EEXIST)) => continue,
             Err(errno) => {
@@ -218,7 +242,7 @@ fn recreate(cx: &OpenCtx<'_>, g: &Ghost, id: u32, name: &str) -> Result<PathBuf>
         for (off, bytes) in &g.extents {
             fds::pwrite_all(file.as_fd(), bytes, *off).ctx(pid, what)?;
         }
-        if let Some(size) = g.head.size {
+        if let Some(size) = g.head.size.filter(|_| kind == libc::S_IFREG) {
             fds::truncate(file.as_fd(), size).ctx(pid, what)?;
         }
         // Ownership and times as they were (best effort: the mode is what matters).
@@ -260,7 +284,15 @@ pub(crate) fn open_remapped(
             if !links.contains(&path) {
                 links.push(path.clone());
             }
-            path
+            // Opened under its old name when that is free (so /proc shows the name the
+            // process saw): one more link, removed as soon as every description is open.
+            // The dump's link stays until the restore succeeded, for another try.
+            let old = PathBuf::from(&reg.name);
+            if ghosts.link_back(&path, &old) {
+                old
+            } else {
+                path
+            }
         }
         pb::RemapType::Procfs => {
             return Err(RestoreError::Unsupported {
