@@ -192,12 +192,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         &dir, opts, &root_stat, &members, &frozen, &mut files, &mut stats,
     );
     if let Err(e) = written {
-        // Nobody will restore through the links this dump made.
-        files.remove_links();
+        // Nobody will restore through the links this dump made; the terminals get back
+        // what was read out of them.
+        files.undo();
         return Err(e);
     }
 
     if opts.leave_running {
+        files.put_back_ttys();
         frozen.resume()?;
         log::info!("tree of {root} resumed (--leave-running)");
     } else {
@@ -312,6 +314,12 @@ fn collect_and_write(
     dir.remove(&ImageKind::Inventory.file_name(0))?;
     check_sessions(opts, root_stat, members)?;
 
+    let live: Vec<Pid> = members
+        .iter()
+        .filter(|m| !m.zombie)
+        .map(|m| m.pid)
+        .collect();
+    files.find_ptys(&live)?;
     let mut seccomp = task::SeccompTable::default();
     let mut cgroups = CgroupSets::default();
     let mut objects = ObjectIds::default();
@@ -354,7 +362,7 @@ fn collect_and_write(
                     .into(),
             });
         }
-        let ids = process_ids(m.pid, &mut objects)?;
+        let ids = process_ids(m.pid, m.ppid, &mut objects)?;
         if m.pid == opts.pid {
             root_ids = Some(ids.clone());
         }
@@ -420,26 +428,46 @@ fn collect_and_write(
     Ok(())
 }
 
-/// The object ids of a process; sharing that the restore cannot rebuild yet is an error.
-fn process_ids(pid: Pid, objects: &mut ObjectIds) -> Result<pb::TaskKobjIdsEntry> {
-    let shared = |what: &str, other: Pid| DumpError::Unsupported {
+/// The object ids of a process. An fd table or fs context shared with the parent (a
+/// child made with CLONE_FILES / CLONE_FS) is rebuilt the same way; any other sharing
+/// cannot be.
+fn process_ids(pid: Pid, ppid: Pid, objects: &mut ObjectIds) -> Result<pb::TaskKobjIdsEntry> {
+    let shared = |what: &str, other: Pid, reason: &str| DumpError::Unsupported {
         pid,
         resource: format!("{what} shared with process {other}"),
-        reason: "processes sharing it (CLONE_VM/CLONE_FILES/CLONE_FS without CLONE_THREAD, as \
-                 after vfork) are not supported yet"
-            .into(),
+        reason: reason.into(),
     };
     let (vm_id, vm_other) = objects.id(pid, KCMP_VM);
     if let Some(o) = vm_other {
-        return Err(shared("address space", o));
+        return Err(shared(
+            "address space",
+            o,
+            "processes sharing memory without being threads (CLONE_VM, as after vfork) are \
+             not supported",
+        ));
     }
+    let with_parent = |kind: i32| ppid > 0 && process::kcmp(pid, ppid, kind, 0, 0) == Ok(0);
     let (files_id, files_other) = objects.id(pid, KCMP_FILES);
-    if let Some(o) = files_other {
-        return Err(shared("fd table", o));
+    if let Some(o) = files_other
+        && !with_parent(KCMP_FILES)
+    {
+        return Err(shared(
+            "fd table",
+            o,
+            "it is shared with a process that is not its parent (CLONE_FILES); only a table \
+             shared with the parent can be rebuilt",
+        ));
     }
     let (fs_id, fs_other) = objects.id(pid, KCMP_FS);
-    if let Some(o) = fs_other {
-        return Err(shared("cwd/root (fs)", o));
+    if let Some(o) = fs_other
+        && !with_parent(KCMP_FS)
+    {
+        return Err(shared(
+            "cwd/root (fs)",
+            o,
+            "it is shared with a process that is not its parent (CLONE_FS); only an fs \
+             context shared with the parent can be rebuilt",
+        ));
     }
     let (sighand_id, _) = objects.id(pid, KCMP_SIGHAND);
     Ok(pb::TaskKobjIdsEntry {
@@ -606,7 +634,12 @@ fn dump_process(
         "process {pid}: other threads' cores: collected in {t_core} us, written in {t_write} us"
     );
 
-    let fdinfos = files.dump_fds(dir, pid, opts.file_options())?;
+    // A table shared with the parent (CLONE_FILES) was dumped with it.
+    let fdinfos = if files.table_done(ids.files_id) {
+        None
+    } else {
+        Some(files.dump_fds(dir, pid, opts.file_options())?)
+    };
     let parent = page_images
         .private_vmas
         .get(&m.ppid)
@@ -641,7 +674,7 @@ fn dump_process(
     let auxv = proc::auxv(pid).pctx(pid)?;
     log::debug!(
         "process {pid}: task state, {} fds and {} vmas ({} page runs) collected in {} us",
-        fdinfos.len(),
+        fdinfos.as_ref().map_or(0, Vec::len),
         space.vmas.len(),
         space.runs.len(),
         elapsed_us(t_collect)
@@ -708,7 +741,9 @@ fn dump_process(
     let id = pid as u64;
     dir.write_all(ImageKind::Ids, id, [&ids])?;
     dir.write_all(ImageKind::Mm, id, [&mm])?;
-    dir.write_all(ImageKind::Fdinfo, u64::from(ids.files_id), &fdinfos)?;
+    if let Some(fdinfos) = &fdinfos {
+        dir.write_all(ImageKind::Fdinfo, u64::from(ids.files_id), fdinfos)?;
+    }
     dir.write_all(
         ImageKind::Fs,
         id,

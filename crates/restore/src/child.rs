@@ -11,7 +11,7 @@
 //! exits with an error message sent up first. A zombie of the image exits at once after the
 //! barrier with its exit status.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 
 use stasis_sys::mem::Reservation;
 use stasis_sys::process::{Forked, RestoreChild};
@@ -47,6 +47,27 @@ pub(crate) struct Ready {
     pub header: u64,
     pub bootstrap: u64,
     pub syscall_insn: u64,
+    /// Fds from this number up are ours, left open for processes sharing the fd table:
+    /// stasis closes them at the end (0: nothing to close).
+    pub close_from: u64,
+}
+
+/// Whether `pid` shares its parent's fd table (was forked with CLONE_FILES).
+fn shares_parent_table(ctx: &Context<'_>, pid: Pid) -> bool {
+    ctx.plan
+        .clone_flags
+        .get(&pid)
+        .is_some_and(|f| f & libc::CLONE_FILES as u64 != 0)
+}
+
+/// Whether `pid`'s fd table is shared with another process of the tree.
+fn in_shared_table(ctx: &Context<'_>, pid: Pid) -> bool {
+    shares_parent_table(ctx, pid)
+        || ctx
+            .plan
+            .children
+            .get(&pid)
+            .is_some_and(|c| c.iter().any(|c| shares_parent_table(ctx, c.pid)))
 }
 
 struct Jump {
@@ -66,6 +87,9 @@ pub(crate) struct Context<'a> {
     pub shared: &'a memory::SharedObjects,
     /// Every fd number the tree uses is below this; our own fds are at or above it.
     pub high: RawFd,
+    /// Everything stasis opened for the restore is below this: fds a process needs for
+    /// itself (cwd, executable) go above, out of reach of the cleanup of a shared table.
+    pub private_fds: RawFd,
     /// Write end of the message pipe to stasis.
     pub to_stasis: RawFd,
     /// Read end of the barrier pipe (one byte per process when the tree exists).
@@ -126,6 +150,7 @@ pub(crate) fn run(
                 jump.ready.header,
                 jump.ready.bootstrap,
                 jump.ready.syscall_insn,
+                jump.ready.close_from,
             ] {
                 payload.extend_from_slice(&w.to_le_bytes());
             }
@@ -136,9 +161,13 @@ pub(crate) fn run(
                 // stasis sees this process die before its trap.
                 process::exit_now(1);
             }
-            let _ = fs::close_fd(&token, ctx.to_stasis);
-            let _ = fs::close_fd(&token, ctx.barrier);
-            let _ = fs::close_fd(&token, ctx.go);
+            // In an fd table shared with other processes, another may not have read its
+            // go byte yet: stasis closes these for it at the end.
+            if !in_shared_table(ctx, pid) {
+                let _ = fs::close_fd(&token, ctx.to_stasis);
+                let _ = fs::close_fd(&token, ctx.barrier);
+                let _ = fs::close_fd(&token, ctx.go);
+            }
             // Returns only if the addresses were not inside the zone (a planner bug);
             // stasis sees this process die.
             let _ = jump
@@ -157,6 +186,7 @@ fn enter_session(ctx: &Context<'_>, pid: Pid) -> Result<()> {
     let s = ctx.plan.sessions.get(&pid).copied().unwrap_or_default();
     if s.setsid {
         process::setsid().ctx(pid, || "setsid".into())?;
+        ctx.files.acquire_controlling(ctx.images, pid)?;
     } else if s.lead_group {
         process::setpgid(0, 0).ctx(pid, || "setpgid(0, 0)".into())?;
     }
@@ -218,7 +248,8 @@ fn fork_children(ctx: &Context<'_>, pid: Pid, inherited: &memory::Inherited<'_>)
         .unwrap_or(&[])
     {
         if !helpers.iter().any(|h| h.forks.contains(&child.pid)) {
-            fork_one(ctx, pid, child.pid, 0, inherited)?;
+            let flags = ctx.plan.clone_flags.get(&child.pid).copied().unwrap_or(0);
+            fork_one(ctx, pid, child.pid, flags, inherited)?;
         }
     }
     send(ctx, pid, MSG_CREATED, &[]);
@@ -337,7 +368,8 @@ fn prepare(
     let cwd = ctx
         .files
         .open_entry(pid, images, p.fs.cwd_id, dir_flags, "cwd")?;
-    let cwd = fs::move_above(cwd, ctx.high).ctx(pid, || "move the cwd fd".into())?;
+    // Above everything inherited: a process sharing our fd table closes what is between.
+    let cwd = fs::move_above(cwd, ctx.private_fds).ctx(pid, || "move the cwd fd".into())?;
     let root_reg = images.reg_file(p.fs.root_id, "root")?;
     let exe = ctx.files.open_entry(
         pid,
@@ -346,18 +378,16 @@ fn prepare(
         libc::O_RDONLY | libc::O_CLOEXEC,
         "executable",
     )?;
-    let exe = fs::move_above(exe, ctx.high).ctx(pid, || "move the exe fd".into())?;
-    ctx.files.install(p)?;
-    ctx.files.install_late(token, p)?;
-    let mut keep: Vec<RawFd> = p.fds.iter().map(|f| f.fd as RawFd).collect();
-    keep.extend([
-        ctx.to_stasis,
-        ctx.barrier,
-        ctx.go,
-        cwd.as_raw_fd(),
-        exe.as_raw_fd(),
-    ]);
-    fs::close_all_except(token, &keep).ctx(pid, || "close inherited fds".into())?;
+    let exe = fs::move_above(exe, ctx.private_fds).ctx(pid, || "move the exe fd".into())?;
+    // A table shared with the parent (CLONE_FILES) is the parent's to set up.
+    if !shares_parent_table(ctx, pid) {
+        ctx.files.install(p)?;
+        ctx.files.install_late(token, images, p)?;
+        let mut keep: Vec<RawFd> = p.fds.iter().map(|f| f.fd as RawFd).collect();
+        keep.extend([ctx.to_stasis, ctx.barrier, ctx.go]);
+        fs::close_all_except(token, &keep, ctx.private_fds)
+            .ctx(pid, || "close inherited fds".into())?;
+    }
 
     // Where the process runs: cwd first (by fd), then the root.
     fs::fchdir(cwd.as_fd()).ctx(pid, || "fchdir to the cwd".into())?;
@@ -485,6 +515,12 @@ fn prepare(
             header,
             bootstrap,
             syscall_insn,
+            // The owner of a shared table (not a process that shares its parent's).
+            close_from: if in_shared_table(ctx, pid) && !shares_parent_table(ctx, pid) {
+                ctx.high as u64
+            } else {
+                0
+            },
         },
     })
 }

@@ -165,6 +165,15 @@ impl Attached {
                 .regs()
                 .ctx(*pid, || "read restored registers".into())?;
             let mut inj = Injector::new(leader, regs, ready.syscall_insn);
+            if ready.close_from != 0 {
+                // The pipes to stasis, left open in an fd table shared by several processes.
+                inj.syscall(
+                    nr::CLOSE_RANGE,
+                    [ready.close_from, u64::from(u32::MAX), 0, 0, 0, 0],
+                )
+                .ctx(*pid, || "close stasis's fds".into())?;
+            }
+            // Last: the syscall instruction we inject with is in the bootstrap region.
             inj.syscall(nr::MUNMAP, [ready.bootstrap, BOOTSTRAP_RESERVE, 0, 0, 0, 0])
                 .ctx(*pid, || "unmap the restorer".into())?;
             inj.finish().ctx(*pid, || "restore registers".into())?;

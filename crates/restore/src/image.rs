@@ -105,6 +105,8 @@ pub struct Images {
     pub cgroups: Vec<pb::CgSetEntry>,
     /// Pipe contents, ghost files, remaps and memfd inodes.
     pub file_data: crate::files::FileData,
+    /// Terminals (`tty-info.img`, `tty-data.img`).
+    pub ttys: crate::files::TtyImages,
 }
 
 impl Images {
@@ -181,6 +183,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         }
     }
     let file_data = crate::files::load_data(&dir, &files)?;
+    let ttys = crate::files::load_ttys(&dir)?;
     for m in file_data.memfds.values() {
         let shmid = u64::from(m.shmid);
         if !shmem.contains_key(&shmid)
@@ -209,6 +212,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         zombies,
         files,
         file_data,
+        ttys,
         shmem,
         seccomp,
         cgroups,

@@ -11,6 +11,7 @@
 //! `NSpid` in `/proc/PID/status`.
 
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::path::Path;
 
 use stasis_sys::process::{self, ExitStatus, Forked, RestoreChild};
@@ -45,7 +46,7 @@ pub(crate) fn run_init(token: RestoreChild, ctx: &Context<'_>, root: Pid) -> ! {
     // Init keeps nothing open: the pipes to stasis are the restore processes' business,
     // and stasis's stdio may be a caller's pipe that must see end of file once stasis
     // exits, while init lives on with the tree.
-    let _ = fs::close_all_except(&token, &[]);
+    let _ = fs::close_all_except(&token, &[], RawFd::MAX);
     loop {
         match process::wait_any_status() {
             Ok(Some((pid, status))) if pid == root => {

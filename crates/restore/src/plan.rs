@@ -66,6 +66,9 @@ pub struct Plan {
     pub all_pids: Vec<Pid>,
     /// Processes (alive and zombie), the ones that report "created".
     pub processes: usize,
+    /// Extra clone flags of each process: `CLONE_FILES` / `CLONE_FS` when it shares its
+    /// parent's fd table or fs context (processes made with those flags, not threads).
+    pub clone_flags: HashMap<Pid, u64>,
     /// Every address range any process of the tree will map, sorted. Restore zones avoid
     /// all of them: a child inherits its parent's zone along with the memory it shares,
     /// so no process's final placement may land on another's zone.
@@ -194,6 +197,25 @@ pub fn build(images: &Images, shell_job: bool) -> Result<Plan> {
     }
     plan.all_pids
         .extend(plan.helpers.values().flatten().map(|h| h.pid));
+    for p in &images.processes {
+        let Some(parent) = images
+            .processes
+            .iter()
+            .find(|q| q.pstree.pid == p.pstree.ppid)
+        else {
+            continue;
+        };
+        let mut flags = 0u64;
+        if p.ids.files_id == parent.ids.files_id {
+            flags |= libc::CLONE_FILES as u64;
+        }
+        if p.ids.fs_id == parent.ids.fs_id {
+            flags |= libc::CLONE_FS as u64;
+        }
+        if flags != 0 {
+            plan.clone_flags.insert(p.pid(), flags);
+        }
+    }
     plan.targets = images
         .processes
         .iter()

@@ -107,6 +107,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let files = OpenedFiles::open_all(&images, high, validation)?;
     let shared = SharedObjects::create_all(&images, high)?;
     let pipes = pipes(high)?;
+    let private_fds = fs::max_open_fd() + 1;
 
     // Restore processes start with every signal blocked; the restored masks come from
     // their frames.
@@ -124,6 +125,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
             files: &files,
             shared: &shared,
             high,
+            private_fds,
             to_stasis: pipes.to_stasis.as_raw_fd(),
             barrier: pipes.barrier_read.as_raw_fd(),
             go: pipes.go_read.as_raw_fd(),
@@ -323,7 +325,7 @@ fn supervise(
                     release(&barrier, at_barrier)?;
                 }
             }
-            MSG_READY if m.payload.len() == 24 => {
+            MSG_READY if m.payload.len() == 32 => {
                 let w = |i: usize| {
                     u64::from_le_bytes(m.payload[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
                 };
@@ -331,6 +333,7 @@ fn supervise(
                     header: w(0),
                     bootstrap: w(1),
                     syscall_insn: w(2),
+                    close_from: w(3),
                 };
                 let host = pids.host(m.pid).ok_or(RestoreError::Child {
                     pid: m.pid,

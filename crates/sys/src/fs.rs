@@ -114,6 +114,17 @@ pub fn max_fd() -> RawFd {
     }
 }
 
+/// The highest fd number open in the calling process (from `/proc/self/fd`), -1 if none.
+pub fn max_open_fd() -> RawFd {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()))
+        .max()
+        .unwrap_or(-1)
+}
+
 /// Whether fd `fd` is open in the calling process.
 pub fn is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD takes no pointer.
@@ -166,12 +177,22 @@ pub fn seek_whence(fd: BorrowedFd<'_>, offset: u64, whence: i32) -> Result<u64> 
     Errno::result(r as libc::c_long).map(|v| v as u64)
 }
 
-/// Closes every fd of the calling process except those in `keep`: the fd table of a
-/// restore child is rebuilt from scratch, as exec would start it.
-pub fn close_all_except(_child: &crate::process::RestoreChild, keep: &[RawFd]) -> Result<()> {
-    let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
+/// Closes every fd of the calling process below `keep_from` except those in `keep`: the
+/// fd table of a restore child is rebuilt from scratch, as exec would start it.
+pub fn close_all_except(
+    _child: &crate::process::RestoreChild,
+    keep: &[RawFd],
+    keep_from: RawFd,
+) -> Result<()> {
+    let limit = keep_from.max(0) as u32;
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .map(|&fd| fd as u32)
+        .filter(|fd| *fd < limit)
+        .collect();
     keep.sort_unstable();
     keep.dedup();
+    keep.push(limit);
     let mut first = 0u32;
     for k in keep {
         if k > first {
@@ -180,11 +201,9 @@ pub fn close_all_except(_child: &crate::process::RestoreChild, keep: &[RawFd]) -
             let r = unsafe { libc::syscall(libc::SYS_close_range, first, k - 1, 0) };
             Errno::result(r)?;
         }
-        first = k + 1;
+        first = k.saturating_add(1);
     }
-    // SAFETY: as above.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
-    Errno::result(r).map(drop)
+    Ok(())
 }
 
 /// Gives up ownership of `fd` without closing it (the restorer blob closes it).

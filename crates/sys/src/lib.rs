@@ -10,6 +10,7 @@
 //! - [`signal`]: signal masks and actions of the calling process.
 //! - [`fs`]: file descriptors: open, dup, fcntl, stat.
 //! - [`fds`]: pipes, eventfd, signalfd, timerfd, epoll, inotify, fanotify, memfd.
+//! - [`tty`]: pseudo-terminal pairs, termios, window size, controlling terminal.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
 //! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
@@ -30,6 +31,7 @@ pub mod process;
 pub mod ptrace;
 pub mod restorer;
 pub mod signal;
+pub mod tty;
 pub mod uffd;
 
 pub use errno::{Errno, Result};

@@ -87,3 +87,18 @@ fn descriptions_shared_between_processes() {
 fn deleted_files_with_other_links_via_link_remap() {
     checkpoint_restore_fixture_with("link_remap", in_dir("link_remap"), &["--link-remap"], &[]);
 }
+
+#[test]
+fn fd_tables_and_fs_shared_between_processes() {
+    checkpoint_restore_fixture("shared_tables", in_dir("shared_tables"));
+}
+
+#[test]
+fn pseudo_terminals_inside_the_tree() {
+    checkpoint_restore_fixture("pty", Start::new("pty"));
+}
+
+#[test]
+fn leave_running_pseudo_terminals() {
+    leave_running_then_restore("leave_running_pty", Start::new("pty"));
+}

@@ -5,7 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Running, Scratch, descendants, dump, restore, setup, start_command, start_program, stasis,
+    Running, Scratch, descendants, dump, read_lossy, restore, setup, start_command, start_program,
+    stasis,
 };
 
 /// The syscall a task is blocked in (from /proc/PID/syscall), if any.
@@ -319,4 +320,183 @@ fn bash_with_children_keeps_working() {
         read_numbers(&out_file).is_some_and(|c| c.first().is_some_and(|&n| n > at_dump + 20))
     });
     kill_group_and_reap(&mut run);
+}
+
+/// Kills a restored tree whose members may have left the root's session or process group
+/// (`script` gives its child a session of its own): every descendant, then the root's
+/// group, and reaps everything.
+fn kill_tree_and_reap(run: &mut Running) {
+    for pid in descendants(run.pid) {
+        let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
+    }
+    kill_group_and_reap(run);
+}
+
+/// The complete lines of a text file (a last line without its newline is left out), with
+/// a terminal's `\r` before the newline removed.
+fn complete_lines(path: &Path) -> Vec<String> {
+    let text = read_lossy(path);
+    let mut lines: Vec<String> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+        .collect();
+    lines.pop(); // after the last newline: empty, or a line still being written
+    lines
+}
+
+/// The numbers of lines "PREFIX N" (every complete line must be one), which must be
+/// 1, 2, 3, ...: nothing lost, nothing repeated.
+fn consecutive_numbers(path: &Path, prefix: &str) -> Vec<u64> {
+    let lines = complete_lines(path);
+    let mut numbers = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let n = line
+            .strip_prefix(prefix)
+            .and_then(|n| n.parse::<u64>().ok());
+        let want = i as u64 + 1;
+        assert!(
+            n == Some(want),
+            "line {} of {} is {line:?}, expected \"{prefix}{want}\" (lines {:?})",
+            i + 1,
+            path.display(),
+            &lines[i.saturating_sub(3)..(i + 3).min(lines.len())]
+        );
+        numbers.push(want);
+    }
+    numbers
+}
+
+/// Appends lines "line FROM" .. "line TO" to `path`, as a log writer would.
+fn append_lines(path: &Path, from: u64, to: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the file tail follows");
+    let text: String = (from..=to).map(|i| format!("line {i}\n")).collect();
+    std::io::Write::write_all(&mut f, text.as_bytes()).expect("append lines");
+}
+
+#[test]
+fn tail_follows_a_growing_file() {
+    let _serial = setup();
+    let scratch = Scratch::new("tail_follow");
+    let input = scratch.join("input");
+    append_lines(&input, 1, 5);
+    // tail -f (inotify: a watch on the file) writes what it reads to its stdout, the
+    // program log, which the harness opened for appending.
+    let mut run = start_program(&scratch, "tail", &["-f", input.to_str().unwrap()], true);
+    let pid = run.pid;
+    let out = run.log.clone();
+    wait_until("tail to print the existing lines and wait for more", || {
+        complete_lines(&out).len() >= 5
+            && matches!(blocked_syscall(pid), Some(0 | 7 | 23 | 270 | 271))
+    });
+    assert_eq!(consecutive_numbers(&out, "line ").len(), 5);
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    restore(&images, &[]);
+    // Lines appended after the restore reach the restored tail, once each.
+    append_lines(&input, 6, 10);
+    wait_until("the restored tail to print the new lines", || {
+        complete_lines(&out).len() >= 10
+    });
+    append_lines(&input, 11, 12);
+    wait_until("the restored tail to print more lines", || {
+        complete_lines(&out).len() >= 12
+    });
+    assert_eq!(consecutive_numbers(&out, "line ").len(), 12);
+    stasis_sys::process::kill(pid, libc::SIGKILL).unwrap();
+    run.wait_exit();
+}
+
+/// Bytes waiting in the pipe that is fd 0 of some process of the tree, if there is one.
+fn pipe_backlog(root: i32) -> Option<u32> {
+    for pid in descendants(root) {
+        let fd0 = format!("/proc/{pid}/fd/0");
+        let is_pipe =
+            std::fs::read_link(&fd0).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"));
+        if !is_pipe {
+            continue;
+        }
+        // A new open of the pipe (not a read: nothing is consumed).
+        let f = std::os::unix::fs::OpenOptionsExt::custom_flags(
+            std::fs::OpenOptions::new().read(true),
+            libc::O_NONBLOCK,
+        )
+        .open(&fd0)
+        .ok()?;
+        return stasis_sys::fds::bytes_readable(std::os::fd::AsFd::as_fd(&f)).ok();
+    }
+    None
+}
+
+#[test]
+fn shell_pipeline_keeps_the_data_in_its_pipe() {
+    let _serial = setup();
+    let scratch = Scratch::new("shell_pipeline");
+    let out = scratch.join("out");
+    // A producer (one number every 50 ms) piped into a slower consumer (one every 100 ms
+    // or more): the pipe between the two subshells always holds a growing backlog, which
+    // the restore must bring back exactly (a lost or repeated number shows in OUT).
+    let script = format!(
+        "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done | while read n; do echo \"got $n\" >> {out}; sleep 0.1; done",
+        out = out.to_str().unwrap()
+    );
+    let mut run = start_program(&scratch, "bash", &["-c", &script], true);
+    let pid = run.pid;
+    wait_until("numbers to queue up in the pipe", || {
+        complete_lines(&out).len() > 5 && pipe_backlog(pid).is_some_and(|n| n >= 10)
+    });
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    let at_dump = consecutive_numbers(&out, "got ").len();
+    restore(&images, &[]);
+    assert!(
+        descendants(pid).len() >= 2,
+        "the pipeline's processes were not restored"
+    );
+    wait_until("the restored pipeline to go on counting", || {
+        complete_lines(&out).len() > at_dump + 30
+    });
+    assert!(consecutive_numbers(&out, "got ").len() > at_dump + 30);
+    kill_tree_and_reap(&mut run);
+}
+
+#[test]
+fn script_keeps_its_pty_session() {
+    let _serial = setup();
+    let scratch = Scratch::new("script_pty");
+    // script(1) in a session of its own: a pty pair whose slave is the controlling
+    // terminal of the shell it runs (in another session); what the shell writes comes
+    // through the master to script's stdout, the program log (typescript: /dev/null).
+    let mut run = start_program(
+        &scratch,
+        "script",
+        &[
+            "-qfc",
+            "bash -c 'i=0; while :; do i=$((i+1)); echo line $i; sleep 0.05; done'",
+            "/dev/null",
+        ],
+        true,
+    );
+    let pid = run.pid;
+    let out = run.log.clone();
+    wait_until("the shell under script to print lines", || {
+        complete_lines(&out).len() > 5
+    });
+    let images = scratch.join("images");
+    dump(pid, &images, &[]);
+    run.reap_killed();
+    let at_dump = consecutive_numbers(&out, "line ").len();
+    restore(&images, &[]);
+    wait_until(
+        "the restored shell to go on printing through the pty",
+        || complete_lines(&out).len() > at_dump + 20,
+    );
+    // Whatever was in the terminal's buffers at the dump comes out too.
+    assert!(consecutive_numbers(&out, "line ").len() > at_dump + 20);
+    kill_tree_and_reap(&mut run);
 }

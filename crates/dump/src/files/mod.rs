@@ -19,6 +19,7 @@ mod memfd;
 mod notify;
 mod pipe;
 mod reg;
+mod tty;
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -60,6 +61,9 @@ pub struct FileTable {
     ghosts: reg::Ghosts,
     /// memfd inodes, shared with the memory dump (mappings of memfds).
     pub memfds: MemfdTable,
+    /// The fd tables dumped so far (by `files_id`).
+    tables: std::collections::HashSet<u32>,
+    ttys: tty::Ttys,
 }
 
 /// Options that change how files are dumped.
@@ -176,6 +180,12 @@ impl FileTable {
         });
         self.by_path.push((path.to_owned(), flags, id));
         Ok(id)
+    }
+
+    /// Whether fd table `files_id` was dumped already (processes sharing it with
+    /// CLONE_FILES); marks it dumped.
+    pub fn table_done(&mut self, files_id: u32) -> bool {
+        !self.tables.insert(files_id)
     }
 
     /// Dumps the fd table of `pid`, returning its fdinfo entries.
@@ -299,13 +309,14 @@ impl FileTable {
         if f.link.starts_with("/memfd:") && mode == libc::S_IFREG {
             return Ok((T::Memfd, memfd::dump_memfd(self, dir, f)?));
         }
+        if mode == libc::S_IFCHR
+            && is_tty_major(libc::major(f.st.st_rdev))
+            && let Some(id) = tty::dump_tty(self, f, opts)?
+        {
+            return Ok((T::Tty, id));
+        }
         match mode {
             libc::S_IFIFO => Ok((T::Fifo, pipe::dump_fifo(self, f)?)),
-            libc::S_IFCHR if is_tty_major(libc::major(f.st.st_rdev)) && !opts.shell_job => Err(f
-                .unsupported(
-                    "terminals are only supported as the inherited terminal of a shell job \
-                     (--shell-job)",
-                )),
             libc::S_IFREG | libc::S_IFDIR | libc::S_IFCHR | libc::S_IFBLK => {
                 Ok((T::Reg, reg::dump_reg(self, dir, f, opts)?))
             }
@@ -314,10 +325,16 @@ impl FileTable {
         }
     }
 
-    /// Removes what the dump made on the filesystem (links for `--link-remap`), after a
-    /// failure.
-    pub fn remove_links(&self) {
+    /// Undoes what the dump did outside its images, after a failure: removes the links
+    /// made for `--link-remap`, puts the terminals' bytes in flight back.
+    pub fn undo(&mut self) {
         self.ghosts.remove_links();
+        self.ttys.put_back();
+    }
+
+    /// Puts the terminals' bytes in flight back, for a tree that goes on running.
+    pub fn put_back_ttys(&mut self) {
+        self.ttys.put_back();
     }
 
     /// Every pidfd must refer to a process of the tree (or to none: a dead process).
@@ -342,7 +359,8 @@ impl FileTable {
 
     /// Writes the images that belong to the files (besides `files.img`, which the caller
     /// writes last of them: entries are added up to the end of the dump).
-    pub fn write_data(&self, dir: &ImageDir) -> Result<()> {
+    pub fn write_data(&mut self, dir: &ImageDir) -> Result<()> {
+        self.ttys.write(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
         self.memfds.write(dir)?;

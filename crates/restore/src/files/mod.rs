@@ -20,6 +20,7 @@ mod memfd;
 mod notify;
 mod pipe;
 mod reg;
+mod tty;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ use stasis_sys::process::RestoreChild;
 use stasis_sys::{Pid, fs};
 
 pub use reg::open_reg;
+pub use tty::{TtyImages, load as load_ttys};
 
 use crate::error::{RestoreError, Result, SysContext, invalid};
 use crate::image::{Images, ProcessImage};
@@ -166,6 +168,8 @@ pub struct OpenedFiles {
     links: Vec<PathBuf>,
     /// Our fds are at or above this number; the tree's are below.
     high: RawFd,
+    /// The file id of each pty master, by pty index.
+    pty_masters: HashMap<u32, u32>,
 }
 
 /// What opening a description needs besides its entry.
@@ -214,6 +218,7 @@ impl OpenedFiles {
         let mut pipes = pipe::Pipes::default();
         let mut memfds = memfd::Inodes::default();
         let mut ghosts = reg::GhostFiles::default();
+        let mut ptys = tty::Ptys::default();
         // Mappings that are opened here rather than by path in the process: memfds and
         // files whose path was replaced.
         let mut wanted: Vec<(Pid, u32, String)> = Vec::new();
@@ -282,9 +287,10 @@ impl OpenedFiles {
             use pb::FdTypes as T;
             let fd = match (T::try_from(entry.r#type), entry) {
                 (Ok(T::Reg), pb::FileEntry { reg: Some(reg), .. })
-                    if proc_of_tree(&reg.name, &tree_pids) =>
+                    if proc_of_tree(&reg.name, &tree_pids) || reg.name == "/dev/tty" =>
                 {
-                    // /proc/PID/... of a process of the tree exists once the tree does.
+                    // /proc/PID/... of a process of the tree exists once the tree does;
+                    // /dev/tty is whatever terminal controls the process's session then.
                     opened.late.insert(id, Late::Reg(reg.clone()));
                     continue;
                 }
@@ -324,7 +330,12 @@ impl OpenedFiles {
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets"));
                 }
-                (Ok(T::Tty), _) => return Err(unsupported("terminals other than a shell job's")),
+                (Ok(T::Tty), pb::FileEntry { tty: Some(e), .. }) => {
+                    if e.tty_info_id % 2 == 1 {
+                        opened.pty_masters.insert(e.tty_info_id / 2, id);
+                    }
+                    ptys.open(&cx, e)?
+                }
                 (kind, _) => {
                     return Err(unsupported(&format!("files of type {kind:?}")));
                 }
@@ -334,6 +345,7 @@ impl OpenedFiles {
         // Fake ends and temporary names are not needed once every description exists.
         pipes.finish();
         ghosts.finish();
+        ptys.finish(images.processes.first().map_or(0, |p| p.pid()))?;
         for p in &images.processes {
             for e in &p.fds {
                 opened.holder.entry(e.id).or_insert(p.pid());
@@ -347,6 +359,48 @@ impl OpenedFiles {
             }
         }
         Ok(opened)
+    }
+
+    /// A slave of pty `index` (opened through the master), for its session leader to make
+    /// it the controlling terminal again.
+    fn pty_slave(&self, pid: Pid, index: u32) -> Result<OwnedFd> {
+        let master = self
+            .pty_masters
+            .get(&index)
+            .and_then(|id| self.by_id.get(id))
+            .ok_or_else(|| RestoreError::Unsupported {
+                pid,
+                resource: format!("pty {index}"),
+                reason: "it controls the session, but no process of the tree holds its master"
+                    .into(),
+            })?;
+        stasis_sys::tty::open_peer(master.as_fd(), libc::O_RDWR)
+            .ctx(pid, || format!("pty {index}: open its slave"))
+    }
+
+    /// Makes the pty that controlled session leader `pid`'s session its controlling
+    /// terminal again (right after `setsid`, before the session's other processes exist).
+    pub fn acquire_controlling(&self, images: &Images, pid: Pid) -> Result<()> {
+        let Some(info) = tty::controlling_of(images, pid) else {
+            return Ok(());
+        };
+        let index = info.pty.as_ref().map_or(0, |p| p.index);
+        let slave = self.pty_slave(pid, index)?;
+        stasis_sys::tty::set_controlling(slave.as_fd())
+            .ctx(pid, || format!("pty {index}: TIOCSCTTY"))
+    }
+
+    /// Gives back the foreground group of the terminal session leader `pid` controls
+    /// (once every group of the tree exists).
+    fn restore_foreground(&self, images: &Images, pid: Pid) -> Result<()> {
+        let Some(info) = tty::controlling_of(images, pid).filter(|i| i.pgrp != 0) else {
+            return Ok(());
+        };
+        let index = info.pty.as_ref().map_or(0, |p| p.index);
+        let slave = self.pty_slave(pid, index)?;
+        stasis_sys::tty::set_foreground(slave.as_fd(), info.pgrp as Pid).ctx(pid, || {
+            format!("pty {index}: make {} the foreground group", info.pgrp)
+        })
     }
 
     /// The description opened for a mapping (memfd, ghost or linked file), if it was
@@ -394,8 +448,14 @@ impl OpenedFiles {
 
     /// What `p` must do itself once every process of the tree exists and its fd table is
     /// installed: open pidfds of processes of the tree, register epoll targets.
-    pub fn install_late(&self, token: &RestoreChild, p: &ProcessImage) -> Result<()> {
+    pub fn install_late(
+        &self,
+        token: &RestoreChild,
+        images: &Images,
+        p: &ProcessImage,
+    ) -> Result<()> {
         let pid = p.pid();
+        self.restore_foreground(images, pid)?;
         let mut late: HashMap<u32, OwnedFd> = HashMap::new();
         for e in &p.fds {
             let Some(what) = self.late.get(&e.id) else {
