@@ -40,6 +40,7 @@ impl DumpOptions {
             shell_job: self.shell_job,
             ghost_limit: self.ghost_limit,
             link_remap: self.link_remap,
+            file_locks: self.file_locks,
         }
     }
 }
@@ -638,7 +639,7 @@ fn dump_process(
     let fdinfos = if files.table_done(ids.files_id) {
         None
     } else {
-        Some(files.dump_fds(dir, pid, opts.file_options())?)
+        Some(files.dump_fds(dir, pid, ids.files_id, opts.file_options())?)
     };
     let parent = page_images
         .private_vmas

@@ -387,6 +387,7 @@ fn prepare(
         keep.extend([ctx.to_stasis, ctx.barrier, ctx.go]);
         fs::close_all_except(token, &keep, ctx.private_fds)
             .ctx(pid, || "close inherited fds".into())?;
+        ctx.files.take_locks(images, p)?;
     }
 
     // Where the process runs: cwd first (by fd), then the root.

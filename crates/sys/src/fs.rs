@@ -156,6 +156,33 @@ pub fn set_owner_fd(fd: RawFd, kind: i32, pid: i32) -> Result<()> {
     Errno::result(r.into()).map(drop)
 }
 
+/// Takes a lease (`F_SETLEASE`: `F_RDLCK` or `F_WRLCK`) on the file at fd number `fd`.
+pub fn set_lease_fd(fd: RawFd, ty: i32) -> Result<()> {
+    // SAFETY: F_SETLEASE takes an integer; the fd is only a number.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETLEASE, ty) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// `flock(fd, op)` on fd number `fd`.
+pub fn flock_fd(fd: RawFd, op: i32) -> Result<()> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::flock(fd, op) }.into()).map(drop)
+}
+
+/// A record lock request (`F_SETLK`, `F_OFD_SETLK`) of type `ty` on `[start, start+len)`
+/// (`len` 0: to the end of the file), on the fd numbered `fd` of the calling process.
+pub fn record_lock_fd(fd: RawFd, cmd: i32, ty: i32, start: i64, len: i64) -> Result<()> {
+    // SAFETY: an all-zero flock is a valid value.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = ty as i16;
+    l.l_whence = libc::SEEK_SET as i16;
+    l.l_start = start;
+    l.l_len = len;
+    // SAFETY: the lock commands read one struct flock; the fd is only a number.
+    let r = unsafe { libc::fcntl(fd, cmd, &raw const l) };
+    Errno::result(r.into()).map(drop)
+}
+
 /// The signal sent for I/O events (`F_GETSIG`).
 pub fn owner_signal(fd: BorrowedFd<'_>) -> Result<i32> {
     // SAFETY: F_GETSIG takes no argument.

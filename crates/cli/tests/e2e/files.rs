@@ -1,7 +1,8 @@
 //! Files, pipes, event fds, terminals and IPC (one self-verifying fixture each).
 
 use crate::harness::{
-    Start, checkpoint_restore_fixture, checkpoint_restore_fixture_with, leave_running_then_restore,
+    Scratch, Start, checkpoint_restore_fixture, checkpoint_restore_fixture_with,
+    leave_running_then_restore, setup, start, stasis,
 };
 
 /// A fixture that takes the test's scratch directory as its last argument.
@@ -101,4 +102,32 @@ fn pseudo_terminals_inside_the_tree() {
 #[test]
 fn leave_running_pseudo_terminals() {
     leave_running_then_restore("leave_running_pty", Start::new("pty"));
+}
+
+#[test]
+fn file_locks_of_every_kind() {
+    checkpoint_restore_fixture_with("locks", in_dir("locks"), &["--file-locks"], &[]);
+}
+
+/// Without --file-locks, a tree holding locks is refused, and left running unharmed.
+#[test]
+fn file_locks_need_the_option() {
+    let _serial = setup();
+    let scratch = Scratch::new("locks_refused");
+    let mut run = start(&scratch, in_dir("locks"));
+    let images = scratch.join("images");
+    let out = stasis(&[
+        "dump",
+        "-t",
+        &run.pid.to_string(),
+        "-D",
+        images.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a tree holding locks was dumped");
+    assert!(
+        err.contains("--file-locks") && err.contains(&format!("process {}", run.pid)),
+        "unclear error: {err}"
+    );
+    run.assert_pass();
 }

@@ -15,6 +15,7 @@
 
 mod anon;
 mod epoll;
+mod locks;
 mod memfd;
 mod notify;
 mod pipe;
@@ -64,6 +65,7 @@ pub struct FileTable {
     /// The fd tables dumped so far (by `files_id`).
     tables: std::collections::HashSet<u32>,
     ttys: tty::Ttys,
+    locks: locks::Locks,
 }
 
 /// Options that change how files are dumped.
@@ -76,6 +78,8 @@ pub struct FileOptions {
     /// `--link-remap`: a deleted file that still has other links is reopened after
     /// restore through a link made at dump time.
     pub link_remap: bool,
+    /// `--file-locks`: locks are saved (without it, a process holding one is refused).
+    pub file_locks: bool,
 }
 
 /// Everything known about one fd while it is dumped.
@@ -193,13 +197,16 @@ impl FileTable {
         &mut self,
         dir: &ImageDir,
         pid: Pid,
+        files_id: u32,
         opts: FileOptions,
     ) -> Result<Vec<pb::FdinfoEntry>> {
         let pidfd = process::pidfd_open(pid).ctx(pid, || "pidfd_open".to_owned())?;
         let mut out = Vec::new();
         let mut epolls = Vec::new();
         for fd in proc::fds(pid).pctx(pid)? {
-            let (entry, epoll) = self.dump_fd(dir, pid, &pidfd, fd, opts)?;
+            let (entry, epoll, info) = self.dump_fd(dir, pid, &pidfd, fd, opts)?;
+            self.locks
+                .note(pid, fd, files_id, entry.id, &info, opts.file_locks)?;
             out.push(entry);
             epolls.extend(epoll);
         }
@@ -218,7 +225,7 @@ impl FileTable {
         pidfd: &OwnedFd,
         fd: i32,
         opts: FileOptions,
-    ) -> Result<(pb::FdinfoEntry, Option<epoll::Pending>)> {
+    ) -> Result<(pb::FdinfoEntry, Option<epoll::Pending>, proc::FdInfo)> {
         let link_path = proc::path(pid, &format!("fd/{fd}"));
         let link = proc::read_link(link_path.clone()).pctx(pid)?;
         let link = link.to_string_lossy().into_owned();
@@ -239,7 +246,7 @@ impl FileTable {
                 && seen.ino == st.st_ino
                 && process::kcmp(seen.pid, pid, KCMP_FILE, seen.fd as u64, fd as u64) == Ok(0)
             {
-                return Ok((fdinfo(seen.id, seen.kind), None));
+                return Ok((fdinfo(seen.id, seen.kind), None, info));
             }
         }
 
@@ -262,7 +269,7 @@ impl FileTable {
             id,
             kind,
         });
-        Ok((fdinfo(id, kind), pending_epoll))
+        Ok((fdinfo(id, kind), pending_epoll, f.info))
     }
 
     /// Saves one open file description by its kind; returns the kind and file id.
@@ -361,6 +368,7 @@ impl FileTable {
     /// writes last of them: entries are added up to the end of the dump).
     pub fn write_data(&mut self, dir: &ImageDir) -> Result<()> {
         self.ttys.write(dir)?;
+        self.locks.write(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
         self.memfds.write(dir)?;

@@ -16,6 +16,7 @@
 
 mod anon;
 mod epoll;
+mod locks;
 mod memfd;
 mod notify;
 mod pipe;
@@ -60,6 +61,8 @@ pub struct FileData {
     pub ghosts: HashMap<u32, reg::Ghost>,
     /// `memfd.img` by inode id.
     pub memfds: HashMap<u64, pb::MemfdInodeEntry>,
+    /// `filelocks.img`.
+    pub locks: Vec<pb::FileLockEntry>,
 }
 
 /// Reads the data images `files` refers to.
@@ -110,6 +113,7 @@ pub fn load_data(dir: &ImageDir, files: &HashMap<u32, pb::FileEntry>) -> Result<
             }
         }
     }
+    data.locks = locks::load(dir)?;
     if let Some(mut r) = dir.open_optional(stasis_images::ImageKind::MemfdInode, 0)? {
         for e in r.collect_all::<pb::MemfdInodeEntry>()? {
             data.memfds.insert(e.inode_id, e);
@@ -503,6 +507,12 @@ impl OpenedFiles {
             }
         }
         Ok(())
+    }
+
+    /// Takes `p`'s file locks again. Last of all: closing any fd of a locked file (our
+    /// copies of the descriptions included) drops the process's POSIX locks on it.
+    pub fn take_locks(&self, images: &Images, p: &ProcessImage) -> Result<()> {
+        locks::take_locks_of(images, &images.file_data.locks, p)
     }
 
     /// Closes every description (the processes have their own copies now) and returns the
