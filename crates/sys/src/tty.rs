@@ -189,7 +189,8 @@ pub fn set_winsize(fd: BorrowedFd<'_>, ws: [u16; 4]) -> Result<()> {
 
 /// Settings under which bytes written to the master reach the slave's input exactly as
 /// given, and bytes written to the slave reach the master unchanged: no echo, no
-/// signals, no input or output translation, no special characters but line ends. Lines
+/// signals, no input or output translation, no special characters but line ends (the
+/// end-of-file character included, which ends a line without being part of it). Lines
 /// are still cut where they were (ICANON stays as it is).
 pub fn transparent(t: &Termios) -> Termios {
     let mut r = *t;
@@ -218,7 +219,6 @@ pub fn transparent(t: &Termios) -> Termios {
         libc::VWERASE,
         libc::VREPRINT,
         libc::VLNEXT,
-        libc::VEOF,
         libc::VINTR,
         libc::VQUIT,
         libc::VSUSP,
@@ -235,15 +235,91 @@ pub fn transparent(t: &Termios) -> Termios {
 /// line of a canonical terminal included).
 pub fn drain_mode(t: &Termios) -> Termios {
     let mut r = transparent(t);
+    r.cc[libc::VEOF] = 0;
     r.lflag &= !libc::ICANON;
     r.cc[libc::VMIN] = 0;
     r.cc[libc::VTIME] = 0;
     r
 }
 
-/// Writes bytes back into a pty pair: `input` for the slave to read (through the master)
-/// and `output` for the master to read (through the slave), under [`transparent`]
-/// settings so that nothing is echoed or translated, then puts the settings `t` back.
+/// Reads the input a slave has not read yet, in a form [`refill`] writes back as it was:
+/// complete lines of a canonical terminal one by one (a line that ended with the
+/// end-of-file character gets it back, since that character is not part of the line),
+/// then whatever is left (a partial line) through non-canonical settings. `slave` must be
+/// non-blocking; its settings are `t` again afterwards.
+pub fn take_input(slave: BorrowedFd<'_>, t: &Termios) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    if t.lflag & libc::ICANON != 0 {
+        let ends = [b'\n', t.cc[libc::VEOL], t.cc[libc::VEOL2]];
+        let ended = |c: u8| c != 0 && ends.contains(&c);
+        loop {
+            match crate::fds::read_some(slave, &mut buf) {
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if n == 0 || !ended(buf[n - 1]) {
+                        out.push(t.cc[libc::VEOF]);
+                    }
+                }
+                Err(Errno(libc::EAGAIN | libc::EIO)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    set_termios(slave, &drain_mode(t))?;
+    let rest = loop {
+        match crate::fds::read_some(slave, &mut buf) {
+            Ok(0) | Err(Errno(libc::EAGAIN | libc::EIO)) => break Ok(()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    let back = set_termios(slave, t);
+    rest.and(back).map(|()| out)
+}
+
+/// How many bytes `TIOCINQ` shows once `input` (as [`take_input`] gives it) is processed
+/// by a slave with settings `t`: in canonical mode, those of complete lines, without the
+/// end-of-file characters.
+fn visible_input(input: &[u8], t: &Termios) -> usize {
+    if t.lflag & libc::ICANON == 0 {
+        return input.len();
+    }
+    let eof = t.cc[libc::VEOF];
+    let ends = [b'\n', t.cc[libc::VEOL], t.cc[libc::VEOL2]];
+    let complete = input
+        .iter()
+        .rposition(|c| *c != 0 && (ends.contains(c) || *c == eof))
+        .map_or(0, |i| i + 1);
+    complete - input[..complete].iter().filter(|c| **c == eof).count()
+}
+
+/// Waits (briefly, bounded) until the terminal at `fd` shows `expect` bytes to read: the
+/// kernel hands bytes written to a pty's other end to its line discipline later, in a
+/// worker, and they must be processed under the settings they were written with.
+fn wait_processed(fd: BorrowedFd<'_>, expect: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        // A poll that finds nothing to read runs the pending work itself.
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd.
+        unsafe { libc::poll(&mut p, 1, 0) };
+        let n = crate::fds::bytes_readable(fd).unwrap_or(0) as usize;
+        if n >= expect || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Writes bytes back into a pty pair: `input` for the slave to read (through the master;
+/// as [`take_input`] gave it) and `output` for the master to read (through the slave),
+/// under [`transparent`] settings so that nothing is echoed or translated, then puts the
+/// settings `t` back once the line discipline has processed them.
 pub fn refill(
     master: BorrowedFd<'_>,
     slave: BorrowedFd<'_>,
@@ -252,8 +328,34 @@ pub fn refill(
     t: &Termios,
 ) -> Result<()> {
     set_termios(slave, &transparent(t))?;
-    let written =
-        crate::fds::write_all(master, input).and_then(|()| crate::fds::write_all(slave, output));
+    let already_in = crate::fds::bytes_readable(slave).unwrap_or(0) as usize;
+    let already_out = crate::fds::bytes_readable(master).unwrap_or(0) as usize;
+    let written = crate::fds::write_all(master, input).and_then(|()| {
+        wait_processed(slave, already_in + visible_input(input, t));
+        crate::fds::write_all(slave, output)
+    });
+    if written.is_ok() {
+        wait_processed(master, already_out + output.len());
+    }
     let back = set_termios(slave, t);
     written.and(back)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visible_input_counts_complete_lines_without_eof_characters() {
+        let mut t = Termios {
+            lflag: libc::ICANON,
+            ..Default::default()
+        };
+        t.cc[libc::VEOF] = 4;
+        assert_eq!(visible_input(b"line1\npartial", &t), 6);
+        assert_eq!(visible_input(b"abc\x04de\n\x04", &t), 6);
+        assert_eq!(visible_input(b"partial", &t), 0);
+        t.lflag = 0;
+        assert_eq!(visible_input(b"partial", &t), 7);
+    }
 }

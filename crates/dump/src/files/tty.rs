@@ -9,8 +9,9 @@
 //! outside: allowed for a shell job, and reopened by path.
 //!
 //! The bytes in flight are read out once every process is frozen: what the slave has not
-//! read (its line discipline's buffer, partial canonical line included, after switching
-//! our view of it to non-canonical) and what the master has not read. Reading consumes
+//! read (its line discipline's buffer: complete canonical lines one by one, keeping where
+//! an end-of-file character ended one, then the partial line, after switching our view of
+//! it to non-canonical) and what the master has not read. Reading consumes
 //! them, so they are written back (`sys::tty::refill`) if the tree goes on running or the
 //! dump fails.
 
@@ -161,19 +162,6 @@ fn termios_entry(t: &tty::Termios) -> pb::TermiosEntry {
     }
 }
 
-/// Reads whatever can be read from `fd` without waiting (it is non-blocking).
-fn read_available(fd: std::os::fd::BorrowedFd<'_>) -> stasis_sys::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match fds::read_some(fd, &mut buf) {
-            Ok(0) | Err(stasis_sys::Errno(libc::EAGAIN | libc::EIO)) => return Ok(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 impl Ttys {
     /// The `tty-info.img` entries and the bytes in flight of every pty of the tree; the
     /// bytes are taken out of the terminals (see [`Ttys::put_back`]).
@@ -196,11 +184,8 @@ impl Ttys {
             let packet = tty::packet_mode(master).ctx(pid, || what("TIOCGPKT"))?;
             let exclusive = tty::exclusive(slave.as_fd()).ctx(pid, || what("TIOCGEXCL"))?;
             // What the slave has not read, partial canonical line included.
-            tty::set_termios(slave.as_fd(), &tty::drain_mode(&termios))
-                .ctx(pid, || what("switch to non-canonical reading"))?;
-            let input = read_available(slave.as_fd());
-            tty::set_termios(slave.as_fd(), &termios).ctx(pid, || what("restore its settings"))?;
-            let input = input.ctx(pid, || what("read its input"))?;
+            let input =
+                tty::take_input(slave.as_fd(), &termios).ctx(pid, || what("read its input"))?;
             // What the master has not read; the description is the process's (maybe
             // blocking), so exactly what is there.
             let pending = fds::bytes_readable(master).ctx(pid, || what("FIONREAD"))? as usize;
