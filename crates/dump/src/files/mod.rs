@@ -44,10 +44,36 @@ fn is_tty_major(major: u32) -> bool {
 struct SeenFd {
     pid: Pid,
     fd: i32,
-    dev: u64,
-    ino: u64,
     id: u32,
     kind: pb::FdTypes,
+}
+
+/// Where fd `fd` of `pid` is among `list` (descriptions of one inode, in the kernel's
+/// order): `Ok(i)` if it is the same description as `list[i]`, else `Err(i)`, where it
+/// goes. `kcmp` orders file objects (1: less, 2: greater); if it cannot, every entry is
+/// compared.
+fn find_description(list: &[SeenFd], pid: Pid, fd: i32) -> std::result::Result<usize, usize> {
+    use std::cmp::Ordering;
+    let mut unordered = false;
+    let found = list.binary_search_by(|seen| {
+        match process::kcmp(seen.pid, pid, KCMP_FILE, seen.fd as u64, fd as u64) {
+            Ok(0) => Ordering::Equal,
+            Ok(1) => Ordering::Less,
+            Ok(2) => Ordering::Greater,
+            _ => {
+                unordered = true;
+                Ordering::Less
+            }
+        }
+    });
+    if !unordered {
+        return found;
+    }
+    list.iter()
+        .position(|seen| {
+            process::kcmp(seen.pid, pid, KCMP_FILE, seen.fd as u64, fd as u64) == Ok(0)
+        })
+        .ok_or(list.len())
 }
 
 /// Every file entry of the dump, with ids, and the data images that go with them.
@@ -56,7 +82,9 @@ pub struct FileTable {
     next_id: u32,
     /// The entries of `files.img`.
     pub entries: Vec<pb::FileEntry>,
-    seen: Vec<SeenFd>,
+    /// Descriptions seen so far, by (device, inode), each list in the kernel's order of
+    /// the file objects (`kcmp` orders them), so finding a shared one is a binary search.
+    seen: std::collections::HashMap<(u64, u64), Vec<SeenFd>>,
     by_path: Vec<(String, u32, u32)>,
     pipes: pipe::PipeData,
     ghosts: reg::Ghosts,
@@ -241,14 +269,14 @@ impl FileTable {
         };
 
         // One open file description shared by several fds gets one id.
-        for seen in &self.seen {
-            if seen.dev == st.st_dev
-                && seen.ino == st.st_ino
-                && process::kcmp(seen.pid, pid, KCMP_FILE, seen.fd as u64, fd as u64) == Ok(0)
-            {
+        let same_inode = self.seen.entry((st.st_dev, st.st_ino)).or_default();
+        let slot = match find_description(same_inode, pid, fd) {
+            Ok(i) => {
+                let seen = &same_inode[i];
                 return Ok((fdinfo(seen.id, seen.kind), None, info));
             }
-        }
+            Err(slot) => slot,
+        };
 
         let file = process::pidfd_getfd(pidfd, fd).ctx(pid, || format!("pidfd_getfd {fd}"))?;
         let f = Fd {
@@ -261,14 +289,10 @@ impl FileTable {
         };
         let mut pending_epoll = None;
         let (kind, id) = self.dump_description(dir, &f, opts, &mut pending_epoll)?;
-        self.seen.push(SeenFd {
-            pid,
-            fd,
-            dev: f.st.st_dev,
-            ino: f.st.st_ino,
-            id,
-            kind,
-        });
+        self.seen
+            .entry((f.st.st_dev, f.st.st_ino))
+            .or_default()
+            .insert(slot, SeenFd { pid, fd, id, kind });
         Ok((fdinfo(id, kind), pending_epoll, f.info))
     }
 
@@ -349,7 +373,7 @@ impl FileTable {
         for e in &self.entries {
             let Some(p) = &e.pidfd else { continue };
             if p.nspid > 0 && !tree.contains(&p.nspid) {
-                let holder = self.seen.iter().find(|s| s.id == e.id);
+                let holder = self.seen.values().flatten().find(|s| s.id == e.id);
                 return Err(DumpError::Unsupported {
                     pid: holder.map_or(0, |s| s.pid),
                     resource: format!(
