@@ -20,6 +20,7 @@
 mod error;
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod memory;
 pub mod pages;
 pub mod task;

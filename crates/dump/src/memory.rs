@@ -221,7 +221,18 @@ pub fn collect(
                     e.flags |= anon;
                     e.shmid = shmem_object(pid, vma, &mut space)?;
                 } else if path.starts_with("/SYSV") && *deleted {
-                    return Err(unsupported("SysV shared memory is not supported yet"));
+                    if !file_opts.private_ipc {
+                        return Err(unsupported(
+                            "SysV shared memory of the host's IPC namespace cannot be saved \
+                             (it belongs to every process there); run the tree in an IPC \
+                             namespace of its own",
+                        ));
+                    }
+                    // An attach: the segment (its id is the inode) is saved with the
+                    // namespace.
+                    e.status |= vma_status::ANON_SHARED | vma_status::SYSVIPC;
+                    e.flags |= anon;
+                    e.shmid = vma.inode;
                 } else {
                     e.shmid = u64::from(if path.starts_with("/memfd:") {
                         e.status |= vma_status::MEMFD;

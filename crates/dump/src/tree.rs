@@ -41,6 +41,7 @@ impl DumpOptions {
             ghost_limit: self.ghost_limit,
             link_remap: self.link_remap,
             file_locks: self.file_locks,
+            private_ipc: false,
         }
     }
 }
@@ -321,6 +322,10 @@ fn collect_and_write(
         .map(|m| m.pid)
         .collect();
     files.find_ptys(&live)?;
+    let ipc_ns = crate::ipc::dump(dir, opts.pid, &live)?;
+    let private_ipc = ipc_ns.is_some();
+    let no_sets = Vec::new();
+    let sem_sets = ipc_ns.as_ref().map_or(&no_sets, |n| &n.sem_sets);
     let mut seccomp = task::SeccompTable::default();
     let mut cgroups = CgroupSets::default();
     let mut objects = ObjectIds::default();
@@ -363,7 +368,10 @@ fn collect_and_write(
                     .into(),
             });
         }
-        let ids = process_ids(m.pid, m.ppid, &mut objects)?;
+        let mut ids = process_ids(m.pid, m.ppid, &mut objects)?;
+        if private_ipc {
+            ids.ipc_ns_id = Some(crate::ipc::IPC_NS_ID);
+        }
         if m.pid == opts.pid {
             root_ids = Some(ids.clone());
         }
@@ -372,8 +380,12 @@ fn collect_and_write(
             files: &mut *files,
             seccomp: &mut seccomp,
             pages: &mut pages,
+            sem_sets,
         };
         dump_process(dir, opts, m, frozen, collect, ids, stats)?;
+    }
+    if let Some(ns) = &ipc_ns {
+        crate::ipc::give_back_last_pids(frozen, ns)?;
     }
     log::debug!("tree collected and written in {} us", elapsed_us(t_collect));
 
@@ -564,6 +576,9 @@ struct Collect<'a> {
     files: &'a mut FileTable,
     seccomp: &'a mut task::SeccompTable,
     pages: &'a mut PageImages,
+    /// The semaphore sets of the tree's IPC namespace (id, values), for the processes'
+    /// adjustments.
+    sem_sets: &'a [(i32, Vec<u16>)],
 }
 
 /// The pages images of the whole dump.
@@ -593,11 +608,16 @@ fn dump_process(
     ids: pb::TaskKobjIdsEntry,
     stats: &mut DumpStats,
 ) -> Result<()> {
+    let file_opts = FileOptions {
+        private_ipc: ids.ipc_ns_id.is_some(),
+        ..opts.file_options()
+    };
     let Collect {
         cgroups,
         files,
         seccomp,
         pages: page_images,
+        sem_sets,
     } = collect;
     let pid = m.pid;
     let stat = &m.stat;
@@ -620,6 +640,7 @@ fn dump_process(
             tc.stop_signo = Some(sig as u32);
         }
         tc.cg_set = Some(cgroups.id_of(pid)?);
+        tc.stasis_sem_undo = crate::ipc::sem_adjustments(leader, syscall_ip, sem_sets)?;
     }
     dir.write_all(ImageKind::Core, pid as u64, [&core])?;
     let (mut t_core, mut t_write) = (0, 0);
@@ -645,7 +666,7 @@ fn dump_process(
         .private_vmas
         .get(&m.ppid)
         .map(|vmas| memory::Parent { pid: m.ppid, vmas });
-    let mut space = memory::collect(pid, files, opts.file_options(), parent)?;
+    let mut space = memory::collect(pid, files, file_opts, parent)?;
     let link = |name: &str| -> Result<String> {
         Ok(proc::read_link(proc::path(pid, name))
             .pctx(pid)?

@@ -99,6 +99,13 @@ pub enum Entry {
     MemfdInode(pb::MemfdInodeEntry),
     FileLock(pb::FileLockEntry),
     TtyData(pb::TtyDataEntry),
+    IpcVar(pb::IpcVarEntry),
+    /// A shared memory segment (its contents are not kept).
+    IpcShm(pb::IpcShmEntry),
+    /// A semaphore set with its values.
+    IpcSem(pb::IpcSemEntry, Vec<u16>),
+    /// A message queue (the messages' bytes are not kept).
+    IpcMsg(pb::IpcMsgEntry, Vec<pb::IpcMsg>),
 }
 
 /// A decoded image file.
@@ -356,6 +363,41 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
         ImageKind::MemfdInode => all(&mut r, Entry::MemfdInode),
         ImageKind::FileLocks => all(&mut r, Entry::FileLock),
         ImageKind::TtyData => all(&mut r, Entry::TtyData),
+        ImageKind::IpcVar => all(&mut r, Entry::IpcVar),
+        ImageKind::IpcShm => {
+            let mut out = Vec::new();
+            while let Some(e) = r.next::<pb::IpcShmEntry>()? {
+                r.read_payload(e.size.next_multiple_of(4))?;
+                out.push(Entry::IpcShm(e));
+            }
+            Ok(out)
+        }
+        ImageKind::IpcSem => {
+            let mut out = Vec::new();
+            while let Some(e) = r.next::<pb::IpcSemEntry>()? {
+                let raw = r.read_payload((u64::from(e.nsems) * 2).next_multiple_of(8))?;
+                let values = raw
+                    .chunks_exact(2)
+                    .take(e.nsems as usize)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                out.push(Entry::IpcSem(e, values));
+            }
+            Ok(out)
+        }
+        ImageKind::IpcMsg => {
+            let mut out = Vec::new();
+            while let Some(e) = r.next::<pb::IpcMsgEntry>()? {
+                let mut msgs = Vec::new();
+                for _ in 0..e.qnum {
+                    let m: pb::IpcMsg = r.expect()?;
+                    r.read_payload(u64::from(m.msize).next_multiple_of(8))?;
+                    msgs.push(m);
+                }
+                out.push(Entry::IpcMsg(e, msgs));
+            }
+            Ok(out)
+        }
         // Raw images have no entries; `decode` never gets here with one.
         ImageKind::Pages => Ok(Vec::new()),
     }

@@ -54,11 +54,19 @@ pub enum ImageKind {
     FileLocks,
     /// `tty-data.img`: bytes in flight in terminals.
     TtyData,
+    /// `ipcns-var-ID.img`: the IPC sysctls of IPC namespace ID.
+    IpcVar,
+    /// `ipcns-shm-ID.img`: SysV shared memory segments with their contents.
+    IpcShm,
+    /// `ipcns-sem-ID.img`: SysV semaphore sets with their values.
+    IpcSem,
+    /// `ipcns-msg-ID.img`: SysV message queues with their messages.
+    IpcMsg,
 }
 
 impl ImageKind {
     /// Every kind, for decoders that identify a file by its magic.
-    pub const ALL: [ImageKind; 22] = [
+    pub const ALL: [ImageKind; 26] = [
         ImageKind::Inventory,
         ImageKind::Pstree,
         ImageKind::Core,
@@ -81,6 +89,10 @@ impl ImageKind {
         ImageKind::MemfdInode,
         ImageKind::FileLocks,
         ImageKind::TtyData,
+        ImageKind::IpcVar,
+        ImageKind::IpcShm,
+        ImageKind::IpcSem,
+        ImageKind::IpcMsg,
     ];
 
     /// The kind's own magic (the second word of the file, or the first for inventory).
@@ -108,6 +120,10 @@ impl ImageKind {
             ImageKind::MemfdInode => 0x4845_3499,
             ImageKind::FileLocks => 0x5432_3616,
             ImageKind::TtyData => 0x5941_3026,
+            ImageKind::IpcVar => 0x5311_5007,
+            ImageKind::IpcShm => 0x4628_3044,
+            ImageKind::IpcSem => 0x5957_3019,
+            ImageKind::IpcMsg => 0x5545_3737,
         }
     }
 
@@ -144,6 +160,10 @@ impl ImageKind {
             ImageKind::MemfdInode => "MEMFD_INODE",
             ImageKind::FileLocks => "FILE_LOCKS",
             ImageKind::TtyData => "TTY_DATA",
+            ImageKind::IpcVar => "IPC_VAR",
+            ImageKind::IpcShm => "IPCNS_SHM",
+            ImageKind::IpcSem => "IPCNS_SEM",
+            ImageKind::IpcMsg => "IPCNS_MSG",
         }
     }
 
@@ -160,6 +180,10 @@ impl ImageKind {
                 | ImageKind::Fdinfo
                 | ImageKind::Fs
                 | ImageKind::GhostFile
+                | ImageKind::IpcVar
+                | ImageKind::IpcShm
+                | ImageKind::IpcSem
+                | ImageKind::IpcMsg
         )
     }
 
@@ -189,6 +213,10 @@ impl ImageKind {
             ImageKind::MemfdInode => "memfd.img".into(),
             ImageKind::FileLocks => "filelocks.img".into(),
             ImageKind::TtyData => "tty-data.img".into(),
+            ImageKind::IpcVar => format!("ipcns-var-{id}.img"),
+            ImageKind::IpcShm => format!("ipcns-shm-{id}.img"),
+            ImageKind::IpcSem => format!("ipcns-sem-{id}.img"),
+            ImageKind::IpcMsg => format!("ipcns-msg-{id}.img"),
         }
     }
 

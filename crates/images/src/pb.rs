@@ -18,6 +18,7 @@
 //!   architectures' registers, file kinds we do not handle yet) are skipped when decoding.
 
 mod files;
+mod ipc;
 mod mem;
 mod misc;
 mod task;
@@ -28,6 +29,7 @@ mod x86;
 mod tests;
 
 pub use files::*;
+pub use ipc::*;
 pub use mem::*;
 pub use misc::*;
 pub use task::*;

@@ -298,6 +298,11 @@ fn main_core() -> CoreEntry {
             stop_signo: Some(0),
             membarrier_registration_mask: Some(0),
             stasis_xcomp_perm: Some(0x2_0000_0207),
+            stasis_sem_undo: vec![SemUndoEntry {
+                semid: 3,
+                num: 1,
+                adj: -1000,
+            }],
         }),
         ids: None,
         thread_core: Some(thread_core("sleepy-stasis")),
@@ -712,6 +717,11 @@ fn check(crit: &Path, dir: &ImageDir, c: &Check) {
             c.file
         );
     }
+    // crit 3.17's own encoder of shm segments is broken (it hands a str to base64 under
+    // Python 3), whatever the image: those are checked by decoding only.
+    if c.file.starts_with("ipcns-shm-") {
+        return;
+    }
     // Plain decode then encode: fails if a required field is missing.
     let json_path = dir.join(&format!("{}.json", c.file));
     let back = dir.join(&format!("{}.reencoded", c.file));
@@ -1014,6 +1024,82 @@ fn crit_decodes_every_image_kind() {
                 vec!["\"FILE_LOCKS\"", "\"len\": 100"],
                 true,
             ),
+            ImageKind::IpcVar => (
+                write(
+                    &dir,
+                    kind,
+                    1,
+                    &[IpcVarEntry {
+                        sem_ctls: vec![32000, 1_024_000_000, 500, 32000],
+                        msg_ctlmax: 8192,
+                        msg_ctlmnb: 16384,
+                        msg_ctlmni: 32000,
+                        auto_msgmni: 0,
+                        shm_ctlmax: u64::MAX - (1 << 24),
+                        shm_ctlall: u64::MAX - (1 << 24),
+                        shm_ctlmni: 4096,
+                        shm_rmid_forced: 0,
+                        mq_queues_max: 256,
+                        mq_msg_max: 10,
+                        mq_msgsize_max: 8192,
+                        mq_msg_default: Some(10),
+                        mq_msgsize_default: Some(8192),
+                        msg_next_id: Some(u32::MAX),
+                        sem_next_id: Some(u32::MAX),
+                        shm_next_id: Some(u32::MAX),
+                    }],
+                ),
+                vec!["\"IPC_VAR\"", "\"msg_ctlmnb\": 16384"],
+                true,
+            ),
+            ImageKind::IpcShm | ImageKind::IpcSem | ImageKind::IpcMsg => {
+                let name = kind.file_name(1);
+                let f = File::create(dir.join(&name)).unwrap();
+                let mut w = ImageWriter::new(BufWriter::new(f), kind, name.clone()).unwrap();
+                let desc = Some(IpcDescEntry {
+                    key: 0x5a5a_0001,
+                    uid: 0,
+                    gid: 0,
+                    cuid: 0,
+                    cgid: 0,
+                    mode: 0o640,
+                    id: 7,
+                });
+                match kind {
+                    ImageKind::IpcShm => {
+                        w.write(&IpcShmEntry {
+                            desc,
+                            size: 5,
+                            in_pagemaps: None,
+                            hugetlb_flag: None,
+                            stasis_creation_key: None,
+                        })
+                        .unwrap();
+                        w.write_raw(b"hello\0\0\0").unwrap();
+                    }
+                    ImageKind::IpcSem => {
+                        w.write(&IpcSemEntry {
+                            desc,
+                            nsems: 3,
+                            stasis_pids: vec![1, 2, 3],
+                        })
+                        .unwrap();
+                        w.write_raw(&[3, 0, 5, 0, 7, 0, 0, 0]).unwrap();
+                    }
+                    _ => {
+                        w.write(&IpcMsgEntry {
+                            desc,
+                            qbytes: 8192,
+                            qnum: 1,
+                        })
+                        .unwrap();
+                        w.write(&IpcMsg { mtype: 7, msize: 3 }).unwrap();
+                        w.write_raw(b"abc\0\0\0\0\0").unwrap();
+                    }
+                }
+                w.finish().unwrap();
+                (name, vec!["\"key\": 1515847681"], false)
+            }
             ImageKind::TtyData => (
                 write(
                     &dir,

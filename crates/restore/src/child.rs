@@ -320,6 +320,11 @@ fn prepare(
 ) -> Result<Jump> {
     let pid = p.pid();
     let images = ctx.images;
+    if p.pstree.ppid == 0 {
+        // The root is in the tree's new IPC namespace: its objects first, for everyone's
+        // memory to attach.
+        crate::ipc::create(images, pid)?;
+    }
     enter_session(ctx, pid)?;
     let log = |what: &str, since: std::time::Instant| {
         send(
@@ -356,6 +361,12 @@ fn prepare(
         &memory::Inherited::of(p, &layout, &zone, &adopted),
     )?;
 
+    // Every process exists and has attached its segments.
+    if p.pstree.ppid == 0 {
+        crate::ipc::remove_destroyed(images, pid)?;
+    }
+    crate::ipc::restore_undo(images, p)?;
+    crate::ipc::touch_semaphores(images, pid)?;
     let started = std::time::Instant::now();
     // Zombie children exit after the barrier; their SIGCHLD must not look like one of
     // the image's pending signals.

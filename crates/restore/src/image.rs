@@ -107,6 +107,8 @@ pub struct Images {
     pub file_data: crate::files::FileData,
     /// Terminals (`tty-info.img`, `tty-data.img`).
     pub ttys: crate::files::TtyImages,
+    /// The objects of the tree's own IPC namespace, if it had one.
+    pub ipc: Option<crate::ipc::IpcImages>,
 }
 
 impl Images {
@@ -161,7 +163,10 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         }
         let p = load_process(&dir, entry, core)?;
         for v in &p.mm.vmas {
-            if v.status & vma_status::ANON_SHARED != 0 && !shmem.contains_key(&v.shmid) {
+            if v.status & vma_status::ANON_SHARED != 0
+                && v.status & vma_status::SYSVIPC == 0
+                && !shmem.contains_key(&v.shmid)
+            {
                 shmem.insert(v.shmid, load_shmem(&dir, v.shmid)?);
             }
         }
@@ -184,6 +189,16 @@ pub fn load(dir: ImageDir) -> Result<Images> {
     }
     let file_data = crate::files::load_data(&dir, &files)?;
     let ttys = crate::files::load_ttys(&dir)?;
+    let ipc = match processes.first().and_then(|p| p.ids.ipc_ns_id) {
+        Some(id)
+            if dir
+                .join(&ImageKind::IpcVar.file_name(u64::from(id)))
+                .exists() =>
+        {
+            Some(crate::ipc::load(&dir, id)?)
+        }
+        _ => None,
+    };
     for m in file_data.memfds.values() {
         let shmid = u64::from(m.shmid);
         if !shmem.contains_key(&shmid)
@@ -213,6 +228,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         files,
         file_data,
         ttys,
+        ipc,
         shmem,
         seccomp,
         cgroups,

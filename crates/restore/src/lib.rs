@@ -27,6 +27,7 @@ mod error;
 mod files;
 mod finalize;
 pub mod image;
+mod ipc;
 mod layout;
 mod memory;
 mod pidns;

@@ -146,11 +146,9 @@ impl SharedObjects {
     pub fn create_all(images: &Images, high: RawFd) -> Result<SharedObjects> {
         let mut sizes: HashMap<u64, (u64, Pid)> = HashMap::new();
         for p in &images.processes {
-            for v in
-                p.mm.vmas
-                    .iter()
-                    .filter(|v| v.status & vma_status::ANON_SHARED != 0)
-            {
+            for v in p.mm.vmas.iter().filter(|v| {
+                v.status & vma_status::ANON_SHARED != 0 && v.status & vma_status::SYSVIPC == 0
+            }) {
                 let e = sizes.entry(v.shmid).or_insert((0, p.pid()));
                 e.0 = e.0.max(v.pgoff + (v.end - v.start));
             }
@@ -264,6 +262,20 @@ pub fn premap_and_fill(
                 0,
             )
             .ctx(pid, what)?;
+        } else if v.status & vma_status::SYSVIPC != 0 {
+            // A SysV segment of the tree's IPC namespace, made by the root already.
+            let seg = crate::ipc::segment_len(images, v.shmid);
+            if seg != Some(len) || v.pgoff != 0 {
+                return Err(RestoreError::Unsupported {
+                    pid,
+                    resource: format!("vma {:#x}-{:#x} (SysV shm {})", v.start, v.end, v.shmid),
+                    reason: "only whole-segment attaches of the tree's segments are restored"
+                        .into(),
+                });
+            }
+            let read_only = v.prot & libc::PROT_WRITE as u32 == 0;
+            zone.attach_shm(slot, len, v.shmid as i32, read_only)
+                .ctx(pid, what)?;
         } else if v.status & vma_status::ANON_SHARED != 0 {
             let file = shared.get(v.shmid).ok_or_else(|| {
                 invalid(

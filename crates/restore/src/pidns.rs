@@ -35,7 +35,8 @@ pub(crate) fn run_init(token: RestoreChild, ctx: &Context<'_>, root: Pid) -> ! {
     if let Err(e) = fs::mount_proc(Path::new("/proc")) {
         fail(format!("new pid namespace: mount /proc: {e}"));
     }
-    match process::fork_with_pid(root, 0, libc::SIGCHLD) {
+    let flags = crate::ipc::root_clone_flags(ctx.images);
+    match process::fork_with_pid(root, flags, libc::SIGCHLD) {
         Ok(Forked::Child(token)) => child::run(token, ctx, root, &Default::default()),
         Ok(Forked::Parent(_)) => {}
         Err(e) => fail(format!(

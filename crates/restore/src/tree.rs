@@ -116,7 +116,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let forked = if opts.new_pid_ns {
         process::fork_with_pid(1, pidns::INIT_FLAGS, libc::SIGCHLD)
     } else {
-        process::fork_with_pid(root, 0, libc::SIGCHLD)
+        process::fork_with_pid(root, crate::ipc::root_clone_flags(&images), libc::SIGCHLD)
     };
     if let Ok(Forked::Child(token)) = forked {
         let ctx = Context {

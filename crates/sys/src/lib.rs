@@ -11,6 +11,7 @@
 //! - [`fs`]: file descriptors: open, dup, fcntl, stat.
 //! - [`fds`]: pipes, eventfd, signalfd, timerfd, epoll, inotify, fanotify, memfd.
 //! - [`tty`]: pseudo-terminal pairs, termios, window size, controlling terminal.
+//! - [`ipc`]: SysV shared memory, semaphores, message queues; setns.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
 //! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
@@ -24,6 +25,7 @@ pub mod cpu;
 mod errno;
 pub mod fds;
 pub mod fs;
+pub mod ipc;
 pub mod mem;
 pub mod probe;
 pub mod proc;

@@ -350,6 +350,20 @@ impl Reservation {
         }
     }
 
+    /// Attaches SysV shared memory segment `shmid` at `addr` inside the reservation
+    /// (`SHM_REMAP` replaces the reservation there); the segment spans `len` bytes.
+    pub fn attach_shm(&self, addr: u64, len: u64, shmid: i32, read_only: bool) -> Result<()> {
+        self.check(addr, len)?;
+        let flags = libc::SHM_REMAP | if read_only { libc::SHM_RDONLY } else { 0 };
+        // SAFETY: the range lies inside our reservation, which no Rust object uses.
+        let r = unsafe { libc::shmat(shmid, addr as *const libc::c_void, flags) };
+        if r as isize == -1 {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Changes protection inside the reservation.
     pub fn protect(&self, addr: u64, len: u64, prot: i32) -> Result<()> {
         self.check(addr, len)?;

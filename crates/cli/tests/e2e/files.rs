@@ -131,3 +131,15 @@ fn file_locks_need_the_option() {
     );
     run.assert_pass();
 }
+
+#[test]
+fn sysv_ipc_in_a_namespace_of_its_own() {
+    checkpoint_restore_fixture("ipc_sysv", Start::new("ipc_sysv"));
+}
+
+/// Saving the semaphores' adjustments probes them from inside the processes: the tree that
+/// goes on running must find them (and the values) as they were.
+#[test]
+fn leave_running_sysv_ipc() {
+    leave_running_then_restore("leave_running_ipc_sysv", Start::new("ipc_sysv"));
+}

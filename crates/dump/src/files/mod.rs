@@ -108,6 +108,9 @@ pub struct FileOptions {
     pub link_remap: bool,
     /// `--file-locks`: locks are saved (without it, a process holding one is refused).
     pub file_locks: bool,
+    /// The tree has an IPC namespace of its own, whose objects are saved: its SysV shared
+    /// memory attaches can be restored.
+    pub private_ipc: bool,
 }
 
 /// Everything known about one fd while it is dumped.

@@ -170,6 +170,24 @@ pub struct TaskCoreEntry {
     /// dynamically enabled components such as AMX tile data are requested again on restore.
     #[prost(uint64, optional, tag = "1000")]
     pub stasis_xcomp_perm: Option<u64>,
+    /// Stasis extension: the process's SysV semaphore adjustments (`SEM_UNDO`), applied
+    /// when it exits.
+    #[prost(message, repeated, tag = "1001")]
+    pub stasis_sem_undo: Vec<SemUndoEntry>,
+}
+
+/// One SysV semaphore adjustment of a process (stasis extension).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct SemUndoEntry {
+    /// Semaphore set id.
+    #[prost(uint32, required, tag = "1")]
+    pub semid: u32,
+    /// Semaphore number in the set.
+    #[prost(uint32, required, tag = "2")]
+    pub num: u32,
+    /// The adjustment (`semadj`).
+    #[prost(sint32, required, tag = "3")]
+    pub adj: i32,
 }
 
 /// Ids of the kernel objects a task uses; tasks sharing an object share its id.

@@ -154,6 +154,7 @@ fn core() -> CoreEntry {
             stop_signo: None,
             membarrier_registration_mask: Some(0),
             stasis_xcomp_perm: Some(0x6_0002_02e7),
+            stasis_sem_undo: Vec::new(),
         }),
         ids: None,
         thread_core: Some(ThreadCoreEntry {
