@@ -324,6 +324,7 @@ fn collect_and_write(
     files.find_ptys(&live)?;
     let ipc_ns = crate::ipc::dump(dir, opts.pid, &live)?;
     let private_ipc = ipc_ns.is_some();
+    files.capture_mqueues(&live, frozen, private_ipc)?;
     let no_sets = Vec::new();
     let sem_sets = ipc_ns.as_ref().map_or(&no_sets, |n| &n.sem_sets);
     let mut seccomp = task::SeccompTable::default();

@@ -32,6 +32,56 @@ fn desc<'a>(file: &str, d: Option<&'a pb::IpcDescEntry>) -> Result<&'a pb::IpcDe
     d.ok_or_else(|| invalid(file.to_owned(), "an object without its description"))
 }
 
+/// The message queues of the tree, with their contents: the description entries that
+/// carry them.
+fn mqueues(
+    images: &Images,
+) -> impl Iterator<Item = (&pb::StasisMqueueEntry, &pb::StasisMqueueQueue)> {
+    images
+        .files
+        .values()
+        .filter_map(|f| f.stasis_mqueue.as_ref())
+        .filter_map(|e| e.queue.as_ref().map(|q| (e, q)))
+}
+
+/// Registers the message queue notifications process `p` had (last of its setup: closing
+/// any fd of a queue drops the closer's notification).
+pub fn register_mq_notifications(images: &Images, p: &crate::image::ProcessImage) -> Result<()> {
+    let pid = p.pid();
+    for (e, q) in mqueues(images) {
+        let Some(n) = q.notify.as_ref().filter(|n| n.pid == pid) else {
+            continue;
+        };
+        let fd = p
+            .fds
+            .iter()
+            .find(|f| {
+                images
+                    .files
+                    .get(&f.id)
+                    .and_then(|f| f.stasis_mqueue.as_ref())
+                    .is_some_and(|m| m.queue_id == e.queue_id)
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "files.img",
+                    format!(
+                        "process {pid} is registered on queue {} but has no fd of it",
+                        e.name
+                    ),
+                )
+            })?;
+        let ev = ipc::sigevent_bytes(n.notify, n.signo, n.value);
+        ipc::mq_notify_fd(fd.fd as i32, &ev).ctx(pid, || {
+            format!(
+                "fd {}: register the notification of queue {}",
+                fd.fd, e.name
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The flags the root is forked with for its IPC namespace.
 pub fn root_clone_flags(images: &Images) -> u64 {
     if images.ipc.is_some() {
@@ -104,6 +154,9 @@ pub fn create(images: &Images, pid: Pid) -> Result<()> {
             ("kernel/shmall", v.shm_ctlall.to_string()),
             ("kernel/shmmni", v.shm_ctlmni.to_string()),
             ("kernel/shm_rmid_forced", v.shm_rmid_forced.to_string()),
+            ("fs/mqueue/queues_max", v.mq_queues_max.to_string()),
+            ("fs/mqueue/msg_max", v.mq_msg_max.to_string()),
+            ("fs/mqueue/msgsize_max", v.mq_msgsize_max.to_string()),
         ];
         for (name, value) in &limits {
             write_sysctl(pid, name, value)?;
@@ -146,6 +199,20 @@ pub fn create(images: &Images, pid: Pid) -> Result<()> {
         for (mtype, data) in msgs {
             ipc::msg_send(got, *mtype as i64, data).ctx(pid, what)?;
         }
+    }
+    for (e, q) in mqueues(images) {
+        let what = || format!("create message queue {}", e.name);
+        let fd = ipc::mq_open(
+            e.name.trim_start_matches('/'),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            q.mode & 0o7777,
+            Some((q.maxmsg, q.msgsize)),
+        )
+        .ctx(pid, what)?;
+        for m in &q.messages {
+            ipc::mq_put(std::os::fd::AsFd::as_fd(&fd), m.prio, &m.data).ctx(pid, what)?;
+        }
+        let _ = stasis_sys::fs::chown_fd(std::os::fd::AsFd::as_fd(&fd), q.uid, q.gid);
     }
     if let Some(v) = &ns.var {
         // Last: creating the objects used these up (each goes back to -1, "none", when

@@ -290,6 +290,7 @@ pub mod nr {
     pub const MADVISE: u64 = 28;
     pub const GETPID: u64 = 39;
     pub const SEMOP: u64 = 65;
+    pub const MQ_NOTIFY: u64 = 244;
     pub const EXIT: u64 = 60;
     pub const GETITIMER: u64 = 36;
     pub const SETITIMER: u64 = 38;

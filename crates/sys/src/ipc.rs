@@ -239,3 +239,124 @@ pub fn msg_send(id: i32, mtype: i64, data: &[u8]) -> Result<()> {
     let r = unsafe { libc::msgsnd(id, buf.as_ptr().cast(), data.len(), libc::IPC_NOWAIT) };
     Errno::result(r.into()).map(drop)
 }
+
+// ---- POSIX message queues ----
+
+/// `mq_open(name, flags, mode, attr)` (`name` without the leading slash, as the system call
+/// takes it); `attr` is (maxmsg, msgsize) for a queue to create.
+pub fn mq_open(
+    name: &str,
+    flags: i32,
+    mode: u32,
+    attr: Option<(i64, i64)>,
+) -> Result<std::os::fd::OwnedFd> {
+    let c = std::ffi::CString::new(name).map_err(|_| Errno(libc::EINVAL))?;
+    let a = attr.map(|(maxmsg, msgsize)| {
+        // SAFETY: an all-zero mq_attr is valid.
+        let mut a: libc::mq_attr = unsafe { std::mem::zeroed() };
+        a.mq_maxmsg = maxmsg;
+        a.mq_msgsize = msgsize;
+        a
+    });
+    let ap = a
+        .as_ref()
+        .map_or(std::ptr::null(), |a| a as *const libc::mq_attr);
+    // SAFETY: a NUL-terminated name and an mq_attr (or null) valid for the call.
+    let r = unsafe { libc::syscall(libc::SYS_mq_open, c.as_ptr(), flags, mode, ap) };
+    let fd = Errno::result(r)? as i32;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// The attributes of a queue (`mq_getsetattr`): (flags, maxmsg, msgsize, curmsgs).
+pub fn mq_attr(fd: BorrowedFd<'_>) -> Result<[i64; 4]> {
+    // SAFETY: an all-zero mq_attr is a valid value to be overwritten.
+    let mut a: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: mq_getsetattr writes one mq_attr (no new attributes given).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mq_getsetattr,
+            fd.as_raw_fd(),
+            std::ptr::null::<libc::mq_attr>(),
+            &mut a,
+        )
+    };
+    Errno::result(r)?;
+    Ok([a.mq_flags, a.mq_maxmsg, a.mq_msgsize, a.mq_curmsgs])
+}
+
+/// Takes the next message (highest priority first) without waiting: (priority, bytes), or
+/// `None` if the queue is empty.
+pub fn mq_take(fd: BorrowedFd<'_>, msgsize: usize) -> Result<Option<(u32, Vec<u8>)>> {
+    let mut buf = vec![0u8; msgsize.max(1)];
+    let mut prio: libc::c_uint = 0;
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: mq_timedreceive writes at most msgsize bytes and the priority.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mq_timedreceive,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut prio,
+            &zero,
+        )
+    };
+    match Errno::result(r) {
+        Ok(n) => {
+            buf.truncate(n as usize);
+            Ok(Some((prio, buf)))
+        }
+        Err(Errno(libc::EAGAIN | libc::ETIMEDOUT)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends a message without waiting (`mq_timedsend`).
+pub fn mq_put(fd: BorrowedFd<'_>, prio: u32, data: &[u8]) -> Result<()> {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: mq_timedsend reads data.len() bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mq_timedsend,
+            fd.as_raw_fd(),
+            data.as_ptr(),
+            data.len(),
+            prio,
+            &zero,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// `struct sigevent` bytes for `mq_notify`: notification kind, signal, value.
+pub fn sigevent_bytes(notify: i32, signo: i32, value: u64) -> [u8; 64] {
+    let mut ev = [0u8; 64];
+    ev[..8].copy_from_slice(&value.to_ne_bytes());
+    ev[8..12].copy_from_slice(&signo.to_ne_bytes());
+    ev[12..16].copy_from_slice(&notify.to_ne_bytes());
+    ev
+}
+
+/// Registers the calling process for notification on the queue at fd number `fd`.
+pub fn mq_notify_fd(fd: std::os::fd::RawFd, sigevent: &[u8; 64]) -> Result<()> {
+    // SAFETY: mq_notify reads one struct sigevent; the fd is only a number.
+    let r = unsafe { libc::syscall(libc::SYS_mq_notify, fd, sigevent.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+/// Whether `fd` is a file of the mqueue filesystem (a POSIX message queue).
+pub fn is_mqueue(fd: BorrowedFd<'_>) -> bool {
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one statfs.
+    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) };
+    r == 0 && st.f_type == MQUEUE_MAGIC
+}

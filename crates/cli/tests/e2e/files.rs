@@ -143,3 +143,15 @@ fn sysv_ipc_in_a_namespace_of_its_own() {
 fn leave_running_sysv_ipc() {
     leave_running_then_restore("leave_running_ipc_sysv", Start::new("ipc_sysv"));
 }
+
+#[test]
+fn posix_message_queues() {
+    checkpoint_restore_fixture("mqueue", Start::new("mqueue"));
+}
+
+/// The messages are taken out and put back, and the notification fired and registered
+/// again: the tree that goes on running finds the queue as it was.
+#[test]
+fn leave_running_posix_message_queues() {
+    leave_running_then_restore("leave_running_mqueue", Start::new("mqueue"));
+}

@@ -17,6 +17,7 @@ mod anon;
 mod epoll;
 mod locks;
 mod memfd;
+mod mqueue;
 mod notify;
 mod pipe;
 mod reg;
@@ -94,6 +95,7 @@ pub struct FileTable {
     tables: std::collections::HashSet<u32>,
     ttys: tty::Ttys,
     locks: locks::Locks,
+    mqueues: mqueue::Queues,
 }
 
 /// Options that change how files are dumped.
@@ -339,6 +341,9 @@ impl FileTable {
         if !f.link.starts_with('/') {
             // Namespace files (net:[...]), BPF objects, ...
             return Err(f.unsupported("files of this kind are not supported yet"));
+        }
+        if mode == libc::S_IFREG && stasis_sys::ipc::is_mqueue(f.file.as_fd()) {
+            return Ok((T::StasisMqueue, mqueue::dump_mqueue(self, f)?));
         }
         if f.link.starts_with("/memfd:") && mode == libc::S_IFREG {
             return Ok((T::Memfd, memfd::dump_memfd(self, dir, f)?));

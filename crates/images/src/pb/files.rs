@@ -50,6 +50,8 @@ proto_enum! {
         Bpfmap = 19 => "BPFMAP",
         /// pidfd.
         Pidfd = 20 => "PIDFD",
+        /// stasis: a POSIX message queue (CRIU has no kind for them).
+        StasisMqueue = 1000 => "STASIS_MQUEUE",
         /// Controlling terminal; internal to restore, never stored.
         CtlTty = 65534 => "CTL_TTY",
         /// autofs pipe; internal to restore, never stored.
@@ -129,6 +131,87 @@ pub struct FileEntry {
     /// pidfd.
     #[prost(message, optional, tag = "22")]
     pub pidfd: Option<PidfdEntry>,
+    /// stasis: a POSIX message queue description.
+    #[prost(message, optional, tag = "1000")]
+    pub stasis_mqueue: Option<StasisMqueueEntry>,
+}
+
+/// stasis: an open POSIX message queue (`mq_open`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct StasisMqueueEntry {
+    /// Files id.
+    #[prost(uint32, required, tag = "1")]
+    pub id: u32,
+    /// Queue name, with its leading slash.
+    #[prost(string, required, tag = "2")]
+    pub name: String,
+    /// Open flags.
+    #[prost(uint32, required, tag = "3")]
+    pub flags: u32,
+    /// SIGIO owner.
+    #[prost(message, optional, tag = "4")]
+    pub fown: Option<FownEntry>,
+    /// The queue, shared by its descriptions (its inode number).
+    #[prost(uint64, required, tag = "5")]
+    pub queue_id: u64,
+    /// The queue itself, on the first of its descriptions.
+    #[prost(message, optional, tag = "6")]
+    pub queue: Option<StasisMqueueQueue>,
+}
+
+/// stasis: a POSIX message queue: attributes, messages, notification.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct StasisMqueueQueue {
+    /// Mode of the queue file.
+    #[prost(uint32, required, tag = "1")]
+    pub mode: u32,
+    /// Owner uid.
+    #[prost(uint32, required, tag = "2")]
+    pub uid: u32,
+    /// Owner gid.
+    #[prost(uint32, required, tag = "3")]
+    pub gid: u32,
+    /// `mq_maxmsg`.
+    #[prost(int64, required, tag = "4")]
+    pub maxmsg: i64,
+    /// `mq_msgsize`.
+    #[prost(int64, required, tag = "5")]
+    pub msgsize: i64,
+    /// Queued messages, in the order they are received.
+    #[prost(message, repeated, tag = "6")]
+    pub messages: Vec<StasisMqMessage>,
+    /// The registered notification, if any.
+    #[prost(message, optional, tag = "7")]
+    pub notify: Option<StasisMqNotify>,
+}
+
+/// stasis: one queued message.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct StasisMqMessage {
+    /// Priority.
+    #[prost(uint32, required, tag = "1")]
+    pub prio: u32,
+    /// The bytes.
+    #[prost(bytes = "vec", required, tag = "2")]
+    #[serde(serialize_with = "crate::pb::serde_hex::bytes")]
+    pub data: Vec<u8>,
+}
+
+/// stasis: a queue's notification registration (`mq_notify`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct StasisMqNotify {
+    /// The registered process.
+    #[prost(int32, required, tag = "1")]
+    pub pid: i32,
+    /// `sigev_notify` (SIGEV_SIGNAL or SIGEV_NONE).
+    #[prost(int32, required, tag = "2")]
+    pub notify: i32,
+    /// `sigev_signo`.
+    #[prost(int32, required, tag = "3")]
+    pub signo: i32,
+    /// `sigev_value`.
+    #[prost(uint64, required, tag = "4")]
+    pub value: u64,
 }
 
 // ---- fs.proto ----

@@ -129,6 +129,8 @@ enum Late {
     Pidfd(Pid, u32),
     /// A file under `/proc/PID` of a process of the tree.
     Reg(pb::RegFileEntry),
+    /// A POSIX message queue (opened by name in the tree's IPC namespace).
+    Mqueue(String, u32),
 }
 
 /// The SIGIO owner of a description of any kind.
@@ -331,6 +333,18 @@ impl OpenedFiles {
                     notify::open_fanotify(&cx, e)?
                 }
                 (Ok(T::Memfd), pb::FileEntry { memfd: Some(e), .. }) => memfds.open(&cx, e)?,
+                (
+                    Ok(T::StasisMqueue),
+                    pb::FileEntry {
+                        stasis_mqueue: Some(e),
+                        ..
+                    },
+                ) => {
+                    opened
+                        .late
+                        .insert(id, Late::Mqueue(e.name.clone(), e.flags));
+                    continue;
+                }
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets"));
                 }
@@ -471,6 +485,13 @@ impl OpenedFiles {
                     let fd = match what {
                         Late::Pidfd(target, flags) => anon::open_live_pidfd(pid, *target, *flags)?,
                         Late::Reg(reg) => reg::open_proc_file(pid, reg)?,
+                        Late::Mqueue(name, flags) => {
+                            // Exactly its flags: mq_open keeps O_CLOEXEC among the
+                            // description's flags, where F_GETFL shows it.
+                            let mode = *flags as i32 & (libc::O_ACCMODE | libc::O_NONBLOCK);
+                            stasis_sys::ipc::mq_open(name.trim_start_matches('/'), mode, 0, None)
+                                .ctx(pid, || format!("open message queue {name}"))?
+                        }
                     };
                     // Out of the way first: it could land on a number it is to be put at.
                     slot.insert(fs::move_above(fd, self.high).ctx(pid, || "move an fd".into())?)
@@ -512,7 +533,8 @@ impl OpenedFiles {
     /// Takes `p`'s file locks again. Last of all: closing any fd of a locked file (our
     /// copies of the descriptions included) drops the process's POSIX locks on it.
     pub fn take_locks(&self, images: &Images, p: &ProcessImage) -> Result<()> {
-        locks::take_locks_of(images, &images.file_data.locks, p)
+        locks::take_locks_of(images, &images.file_data.locks, p)?;
+        crate::ipc::register_mq_notifications(images, p)
     }
 
     /// Closes every description (the processes have their own copies now) and returns the
