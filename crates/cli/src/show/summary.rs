@@ -862,6 +862,19 @@ impl<'a> Summary<'a> {
                 ),
                 None => missing(),
             },
+            T::StasisMqueue => match &f.stasis_mqueue {
+                Some(m) => {
+                    let mut d = vec![flags(m.flags)];
+                    if let Some(q) = &m.queue {
+                        d.push(plural(q.messages.len(), "message", "messages"));
+                        if let Some(n) = &q.notify {
+                            d.push(format!("notifies process {} (signal {})", n.pid, n.signo));
+                        }
+                    }
+                    (format!("message queue {}", m.name), d)
+                }
+                None => missing(),
+            },
             T::Ext => ("external file".into(), Vec::new()),
             other => (
                 format!("<{}>", other.as_str_name()),
