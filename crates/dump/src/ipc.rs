@@ -79,21 +79,7 @@ pub fn dump(dir: &ImageDir, root: Pid, live: &[Pid]) -> Result<Option<Namespace>
             }
         }
     }
-    let mut objects = std::thread::scope(|s| {
-        s.spawn(|| -> Result<Objects> {
-            let nsfd = fs::open(
-                &proc::path(root, "ns/ipc"),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-                0,
-            )
-            .ctx(root, || "open its IPC namespace".into())?;
-            ipc::setns(nsfd.as_fd(), libc::CLONE_NEWIPC)
-                .ctx(root, || "enter its IPC namespace".into())?;
-            collect(root)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DumpError::Invalid("the IPC dump thread failed".into())))
-    })?;
+    let mut objects = in_namespace(root, || collect(root))?;
     for (e, _) in &mut objects.shm {
         if let Some(d) = &e.desc
             && d.key == 0
@@ -114,6 +100,26 @@ pub fn dump(dir: &ImageDir, root: Pid, live: &[Pid]) -> Result<Option<Namespace>
             .filter_map(|(e, _)| Some((e.desc.as_ref()?.id as i32, e.stasis_pids.clone())))
             .collect(),
     }))
+}
+
+/// Runs `f` in a thread of ours that has entered the IPC namespace of `root` (a thread's
+/// namespace is its own: the rest of stasis stays where it is).
+pub(crate) fn in_namespace<T: Send>(root: Pid, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = fs::open(
+                &proc::path(root, "ns/ipc"),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+                0,
+            )
+            .ctx(root, || "open its IPC namespace".into())?;
+            ipc::setns(ns.as_fd(), libc::CLONE_NEWIPC)
+                .ctx(root, || "enter its IPC namespace".into())?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(DumpError::Invalid("an IPC namespace thread failed".into())))
+    })
 }
 
 /// The rows of `/proc/sysvipc/NAME` (of our thread's namespace), as numbers.

@@ -375,12 +375,8 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
         ImageKind::IpcSem => {
             let mut out = Vec::new();
             while let Some(e) = r.next::<pb::IpcSemEntry>()? {
-                let raw = r.read_payload((u64::from(e.nsems) * 2).next_multiple_of(8))?;
-                let values = raw
-                    .chunks_exact(2)
-                    .take(e.nsems as usize)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                let raw = r.read_payload(e.payload_len())?;
+                let values = e.values(&raw);
                 out.push(Entry::IpcSem(e, values));
             }
             Ok(out)

@@ -109,12 +109,8 @@ pub fn load(dir: &ImageDir, id: u32) -> Result<IpcImages> {
     if let Some(mut r) = dir.open_optional(ImageKind::IpcSem, id)? {
         while let Some(e) = r.next::<pb::IpcSemEntry>()? {
             desc(r.file(), e.desc.as_ref())?;
-            let raw = r.read_payload((u64::from(e.nsems) * 2).next_multiple_of(8))?;
-            let values = raw
-                .chunks_exact(2)
-                .take(e.nsems as usize)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
+            let raw = r.read_payload(e.payload_len())?;
+            let values = e.values(&raw);
             out.sem.push((e, values));
         }
     }

@@ -194,6 +194,20 @@ impl FileTable {
         })
     }
 
+    /// A regular-file entry with the path, flags and owner of `f`: where a FIFO or a
+    /// terminal was opened, for the restore to open it again by.
+    pub(crate) fn path_entry(&mut self, f: &Fd) -> u32 {
+        self.add_reg(pb::RegFileEntry {
+            flags: f.flags(),
+            pos: 0,
+            fown: Some(f.fown()),
+            name: f.link.clone(),
+            mnt_id: Some(f.info.mnt_id),
+            mode: Some(f.st.st_mode),
+            ..Default::default()
+        })
+    }
+
     /// A regular-file entry for `path` opened with `flags`, shared by everything that
     /// refers to the same path with the same flags (mappings, cwd, exe).
     pub fn path_file(&mut self, pid: Pid, path: &str, flags: u32) -> Result<u32> {

@@ -122,25 +122,6 @@ impl FileTable {
     }
 }
 
-/// Runs `f` in a thread of ours that has entered the IPC namespace of `root`.
-fn in_namespace<T: Send>(root: Pid, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = fs::open(
-                &proc::path(root, "ns/ipc"),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-                0,
-            )
-            .ctx(root, || "open its IPC namespace".into())?;
-            ipc::setns(ns.as_fd(), libc::CLONE_NEWIPC)
-                .ctx(root, || "enter its IPC namespace".into())?;
-            f()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(DumpError::Invalid("an IPC namespace thread failed".into())))
-    })
-}
-
 /// Empties queue `name`, fills it again, and finds its notification (see the module).
 fn capture_one(
     root: Pid,
@@ -155,8 +136,9 @@ fn capture_one(
     let (tx_cmd, rx_cmd) = std::sync::mpsc::channel::<Command>();
     let (tx_res, rx_res) = std::sync::mpsc::channel::<Result<Step>>();
     let queue = std::thread::scope(|s| -> Result<pb::StasisMqueueQueue> {
-        let worker =
-            s.spawn(move || in_namespace(root, || queue_worker(root, &short, rx_cmd, tx_res)));
+        let worker = s.spawn(move || {
+            crate::ipc::in_namespace(root, || queue_worker(root, &short, rx_cmd, tx_res))
+        });
         let first = rx_res
             .recv()
             .map_err(|_| DumpError::Invalid(what("the namespace thread stopped")))??;

@@ -72,15 +72,7 @@ pub(crate) fn dump_fifo(table: &mut FileTable, f: &Fd) -> Result<u32> {
         return Err(f.unsupported("FIFOs whose name was deleted are not supported"));
     }
     save_data(table, f, true, pipe_id)?;
-    let regf_id = table.add_reg(pb::RegFileEntry {
-        flags: f.flags(),
-        pos: 0,
-        fown: Some(f.fown()),
-        name: f.link.clone(),
-        mnt_id: Some(f.info.mnt_id),
-        mode: Some(f.st.st_mode),
-        ..Default::default()
-    });
+    let regf_id = table.path_entry(f);
     Ok(table.add(pb::FdTypes::Fifo, |id, e| {
         e.fifo = Some(pb::FifoEntry {
             id,

@@ -128,15 +128,7 @@ pub(crate) fn dump_tty(table: &mut FileTable, f: &Fd, opts: FileOptions) -> Resu
             },
         );
     }
-    let regf_id = table.add_reg(pb::RegFileEntry {
-        flags: f.flags(),
-        pos: 0,
-        fown: Some(f.fown()),
-        name: f.link.clone(),
-        mnt_id: Some(f.info.mnt_id),
-        mode: Some(f.st.st_mode),
-        ..Default::default()
-    });
+    let regf_id = table.path_entry(f);
     let (flags, fown) = (f.flags(), f.fown());
     Ok(Some(table.add(pb::FdTypes::Tty, |id, e| {
         e.tty = Some(pb::TtyFileEntry {

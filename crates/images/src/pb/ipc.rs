@@ -61,6 +61,22 @@ pub struct IpcSemEntry {
     pub stasis_pids: Vec<i32>,
 }
 
+impl IpcSemEntry {
+    /// The size of the values that follow the entry: `nsems` u16s, padded to 8 bytes.
+    pub fn payload_len(&self) -> u64 {
+        (u64::from(self.nsems) * 2).next_multiple_of(8)
+    }
+
+    /// The values in the payload that followed the entry.
+    pub fn values(&self, payload: &[u8]) -> Vec<u16> {
+        payload
+            .chunks_exact(2)
+            .take(self.nsems as usize)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect()
+    }
+}
+
 /// One queued message; its bytes follow, padded to 8 bytes.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
 pub struct IpcMsg {

@@ -3,10 +3,9 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use stasis_images::pb;
-use stasis_sys::{Pid, fds, fs, process};
+use stasis_sys::{Pid, fds, process};
 
 use super::OpenCtx;
-use super::reg::set_fown;
 use crate::error::{Result, SysContext};
 
 /// Status flags a description gets back with F_SETFL.
@@ -19,10 +18,7 @@ fn finish(
     fown: Option<&pb::FownEntry>,
     what: &str,
 ) -> Result<OwnedFd> {
-    fs::set_status_flags(fd.as_fd(), flags as i32 & SETTABLE)
-        .ctx(cx.pid, || format!("F_SETFL on {what}"))?;
-    set_fown(cx.pid, fd.as_fd(), fown, what)?;
-    cx.keep(fd)
+    cx.finish(fd, flags, SETTABLE, fown, what)
 }
 
 pub(crate) fn open_eventfd(cx: &OpenCtx<'_>, e: &pb::EventfdFileEntry) -> Result<OwnedFd> {

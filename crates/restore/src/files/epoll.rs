@@ -7,7 +7,7 @@
 //! and the number gets back what it had. The kernel keeps the registration as long as the
 //! file lives, whatever the number holds afterwards.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use stasis_sys::process::RestoreChild;
 
@@ -15,16 +15,12 @@ use stasis_images::pb;
 use stasis_sys::{Pid, fds, fs};
 
 use super::OpenCtx;
-use super::reg::set_fown;
 use crate::error::{RestoreError, Result, SysContext};
 
 /// Creates an (empty) epoll instance.
 pub(crate) fn create(cx: &OpenCtx<'_>, e: &pb::EventpollFileEntry) -> Result<OwnedFd> {
     let fd = fds::epoll_create(libc::EPOLL_CLOEXEC).ctx(cx.pid, || "create epoll".into())?;
-    fs::set_status_flags(fd.as_fd(), e.flags as i32 & libc::O_NONBLOCK)
-        .ctx(cx.pid, || "F_SETFL on epoll".into())?;
-    set_fown(cx.pid, fd.as_fd(), e.fown.as_ref(), "epoll")?;
-    cx.keep(fd)
+    cx.finish(fd, e.flags, libc::O_NONBLOCK, e.fown.as_ref(), "epoll")
 }
 
 /// What an fd number of the process holds once its table is installed: our copy of the

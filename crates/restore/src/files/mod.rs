@@ -192,6 +192,22 @@ impl OpenCtx<'_> {
     pub fn keep(&self, fd: OwnedFd) -> Result<OwnedFd> {
         fs::move_above(fd, self.high).ctx(self.pid, || "move an fd out of the way".into())
     }
+
+    /// A description just made, given the status flags the dump saw (only those in
+    /// `settable`: F_SETFL changes no others) and its signal, and kept.
+    pub fn finish(
+        &self,
+        fd: OwnedFd,
+        flags: u32,
+        settable: i32,
+        fown: Option<&pb::FownEntry>,
+        what: &str,
+    ) -> Result<OwnedFd> {
+        fs::set_status_flags(fd.as_fd(), flags as i32 & settable)
+            .ctx(self.pid, || format!("F_SETFL on {what}"))?;
+        reg::set_fown(self.pid, fd.as_fd(), fown, what)?;
+        self.keep(fd)
+    }
 }
 
 /// The highest fd number the tree's restore needs below our own fds: every fd of every

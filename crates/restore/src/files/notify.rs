@@ -12,7 +12,6 @@ use stasis_images::pb;
 use stasis_sys::fds;
 
 use super::OpenCtx;
-use super::reg::set_fown;
 use crate::error::{RestoreError, Result, SysContext};
 
 fn watched_path<'e>(
@@ -49,20 +48,7 @@ pub(crate) fn open_inotify(cx: &OpenCtx<'_>, e: &pb::InotifyFileEntry) -> Result
             });
         }
     }
-    fs_finish(cx, fd, e.flags, e.fown.as_ref(), "inotify")
-}
-
-fn fs_finish(
-    cx: &OpenCtx<'_>,
-    fd: OwnedFd,
-    flags: u32,
-    fown: Option<&pb::FownEntry>,
-    what: &str,
-) -> Result<OwnedFd> {
-    stasis_sys::fs::set_status_flags(fd.as_fd(), flags as i32 & libc::O_NONBLOCK)
-        .ctx(cx.pid, || format!("F_SETFL on {what}"))?;
-    set_fown(cx.pid, fd.as_fd(), fown, what)?;
-    cx.keep(fd)
+    cx.finish(fd, e.flags, libc::O_NONBLOCK, e.fown.as_ref(), "inotify")
 }
 
 pub(crate) fn open_fanotify(cx: &OpenCtx<'_>, e: &pb::FanotifyFileEntry) -> Result<OwnedFd> {
@@ -119,5 +105,5 @@ pub(crate) fn open_fanotify(cx: &OpenCtx<'_>, e: &pb::FanotifyFileEntry) -> Resu
             .ctx(pid, what)?;
         }
     }
-    fs_finish(cx, fd, e.flags, e.fown.as_ref(), "fanotify")
+    cx.finish(fd, e.flags, libc::O_NONBLOCK, e.fown.as_ref(), "fanotify")
 }
