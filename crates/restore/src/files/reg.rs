@@ -201,6 +201,13 @@ impl GhostFiles {
     }
 }
 
+impl Drop for GhostFiles {
+    /// A restore that fails half-way leaves no recreated file behind.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// Makes the ghost's file again: at its old name if that is free (so `/proc` shows the
 /// name the process saw), else next to it.
 fn recreate(cx: &OpenCtx<'_>, g: &Ghost, id: u32, name: &str) -> Result<PathBuf> {
