@@ -106,6 +106,8 @@ pub enum Entry {
     IpcSem(pb::IpcSemEntry, Vec<u16>),
     /// A message queue (the messages' bytes are not kept).
     IpcMsg(pb::IpcMsgEntry, Vec<pb::IpcMsg>),
+    /// A message queued on a socket (its bytes are not kept).
+    SkPacket(pb::SkPacketEntry),
 }
 
 /// A decoded image file.
@@ -364,6 +366,14 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
         ImageKind::FileLocks => all(&mut r, Entry::FileLock),
         ImageKind::TtyData => all(&mut r, Entry::TtyData),
         ImageKind::IpcVar => all(&mut r, Entry::IpcVar),
+        ImageKind::SkQueues => {
+            let mut out = Vec::new();
+            while let Some(e) = r.next::<pb::SkPacketEntry>()? {
+                r.read_payload(u64::from(e.length))?;
+                out.push(Entry::SkPacket(e));
+            }
+            Ok(out)
+        }
         ImageKind::IpcShm => {
             let mut out = Vec::new();
             while let Some(e) = r.next::<pb::IpcShmEntry>()? {

@@ -62,11 +62,13 @@ pub enum ImageKind {
     IpcSem,
     /// `ipcns-msg-ID.img`: SysV message queues with their messages.
     IpcMsg,
+    /// `sk-queues.img`: messages queued on sockets, each entry followed by its bytes.
+    SkQueues,
 }
 
 impl ImageKind {
     /// Every kind, for decoders that identify a file by its magic.
-    pub const ALL: [ImageKind; 26] = [
+    pub const ALL: [ImageKind; 27] = [
         ImageKind::Inventory,
         ImageKind::Pstree,
         ImageKind::Core,
@@ -93,6 +95,7 @@ impl ImageKind {
         ImageKind::IpcShm,
         ImageKind::IpcSem,
         ImageKind::IpcMsg,
+        ImageKind::SkQueues,
     ];
 
     /// The kind's own magic (the second word of the file, or the first for inventory).
@@ -124,6 +127,7 @@ impl ImageKind {
             ImageKind::IpcShm => 0x4628_3044,
             ImageKind::IpcSem => 0x5957_3019,
             ImageKind::IpcMsg => 0x5545_3737,
+            ImageKind::SkQueues => 0x5626_4026,
         }
     }
 
@@ -164,6 +168,7 @@ impl ImageKind {
             ImageKind::IpcShm => "IPCNS_SHM",
             ImageKind::IpcSem => "IPCNS_SEM",
             ImageKind::IpcMsg => "IPCNS_MSG",
+            ImageKind::SkQueues => "SK_QUEUES",
         }
     }
 
@@ -217,6 +222,7 @@ impl ImageKind {
             ImageKind::IpcShm => format!("ipcns-shm-{id}.img"),
             ImageKind::IpcSem => format!("ipcns-sem-{id}.img"),
             ImageKind::IpcMsg => format!("ipcns-msg-{id}.img"),
+            ImageKind::SkQueues => "sk-queues.img".into(),
         }
     }
 

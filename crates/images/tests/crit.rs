@@ -566,6 +566,35 @@ fn files() -> Vec<FileEntry> {
             }),
             ..file(FdTypes::Memfd, 12)
         },
+        FileEntry {
+            usk: Some(UnixSkEntry {
+                id: 14,
+                ino: 51_001,
+                r#type: 2,
+                state: 7,
+                flags: 0o2,
+                uflags: 0,
+                backlog: 0,
+                peer: 0,
+                fown: Some(fown()),
+                opts: Some(SkOptsEntry {
+                    so_sndbuf: 212_992,
+                    so_rcvbuf: 212_992,
+                    so_passcred: Some(true),
+                    // No stasis extension here: crit drops those, and files.img must
+                    // re-encode byte for byte.
+                    ..Default::default()
+                }),
+                name: b"\0stasis-abstract".to_vec(),
+                shutdown: Some(SkShutdown::Write as i32),
+                file_perms: None,
+                name_dir: None,
+                deleted: None,
+                ns_id: None,
+                mnt_id: None,
+            }),
+            ..file(FdTypes::Unixsk, 14)
+        },
     ]
 }
 
@@ -857,6 +886,9 @@ fn crit_decodes_every_image_kind() {
                         "\"/tmp/watched\"",
                         "\"TIMERFD\"",
                         "\"MEMFD\"",
+                        "\"UNIXSK\"",
+                        "\"so_passcred\": true",
+                        "\"shutdown\": \"WRITE\"",
                     ],
                     true,
                 )
@@ -1099,6 +1131,36 @@ fn crit_decodes_every_image_kind() {
                 }
                 w.finish().unwrap();
                 (name, vec!["\"key\": 1515847681"], false)
+            }
+            ImageKind::SkQueues => {
+                let name = kind.file_name(0);
+                let f = File::create(dir.join(&name)).unwrap();
+                let mut w = ImageWriter::new(BufWriter::new(f), kind, name.clone()).unwrap();
+                w.write(&SkPacketEntry {
+                    id_for: 14,
+                    length: 5,
+                    scm: Vec::new(),
+                    stasis_ucred: Some(StasisUcredEntry {
+                        pid: 4242,
+                        uid: 0,
+                        gid: 0,
+                    }),
+                })
+                .unwrap();
+                w.write_raw(b"hello").unwrap();
+                w.write(&SkPacketEntry {
+                    id_for: 14,
+                    length: 0,
+                    scm: Vec::new(),
+                    stasis_ucred: None,
+                })
+                .unwrap();
+                w.finish().unwrap();
+                (
+                    name,
+                    vec!["\"SK_QUEUES\"", "\"id_for\": 14", "aGVsbG8="],
+                    false,
+                )
             }
             ImageKind::TtyData => (
                 write(

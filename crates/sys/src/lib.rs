@@ -12,6 +12,7 @@
 //! - [`fds`]: pipes, eventfd, signalfd, timerfd, epoll, inotify, fanotify, memfd.
 //! - [`tty`]: pseudo-terminal pairs, termios, window size, controlling terminal.
 //! - [`ipc`]: SysV shared memory, semaphores, message queues; setns.
+//! - [`net`]: sockets: sock_diag, options, names, queued data peeked at.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
 //! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
@@ -27,6 +28,7 @@ pub mod fds;
 pub mod fs;
 pub mod ipc;
 pub mod mem;
+pub mod net;
 pub mod probe;
 pub mod proc;
 pub mod process;

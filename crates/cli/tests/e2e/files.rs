@@ -5,14 +5,6 @@ use crate::harness::{
     leave_running_then_restore, setup, start, stasis,
 };
 
-/// A fixture that takes the test's scratch directory as its last argument.
-fn in_dir(fixture: &'static str) -> Start<'static> {
-    Start {
-        dir_arg: true,
-        ..Start::new(fixture)
-    }
-}
-
 #[test]
 fn pipes_with_data_in_flight() {
     checkpoint_restore_fixture("pipes", Start::new("pipes"));
@@ -26,7 +18,7 @@ fn leave_running_pipes() {
 
 #[test]
 fn fifos_with_data_in_flight() {
-    checkpoint_restore_fixture("fifo", in_dir("fifo"));
+    checkpoint_restore_fixture("fifo", Start::in_dir("fifo"));
 }
 
 #[test]
@@ -51,12 +43,12 @@ fn timerfds() {
 
 #[test]
 fn inotify_watches() {
-    checkpoint_restore_fixture("inotify", in_dir("inotify"));
+    checkpoint_restore_fixture("inotify", Start::in_dir("inotify"));
 }
 
 #[test]
 fn fanotify_marks() {
-    checkpoint_restore_fixture("fanotify", in_dir("fanotify"));
+    checkpoint_restore_fixture("fanotify", Start::in_dir("fanotify"));
 }
 
 #[test]
@@ -71,27 +63,32 @@ fn memfds_open_and_mapped() {
 
 #[test]
 fn deleted_files_still_open() {
-    checkpoint_restore_fixture("ghost", in_dir("ghost"));
+    checkpoint_restore_fixture("ghost", Start::in_dir("ghost"));
 }
 
 #[test]
 fn renamed_proc_and_owned_files() {
-    checkpoint_restore_fixture("files_more", in_dir("files_more"));
+    checkpoint_restore_fixture("files_more", Start::in_dir("files_more"));
 }
 
 #[test]
 fn descriptions_shared_between_processes() {
-    checkpoint_restore_fixture("shared_fds", in_dir("shared_fds"));
+    checkpoint_restore_fixture("shared_fds", Start::in_dir("shared_fds"));
 }
 
 #[test]
 fn deleted_files_with_other_links_via_link_remap() {
-    checkpoint_restore_fixture_with("link_remap", in_dir("link_remap"), &["--link-remap"], &[]);
+    checkpoint_restore_fixture_with(
+        "link_remap",
+        Start::in_dir("link_remap"),
+        &["--link-remap"],
+        &[],
+    );
 }
 
 #[test]
 fn fd_tables_and_fs_shared_between_processes() {
-    checkpoint_restore_fixture("shared_tables", in_dir("shared_tables"));
+    checkpoint_restore_fixture("shared_tables", Start::in_dir("shared_tables"));
 }
 
 #[test]
@@ -106,7 +103,7 @@ fn leave_running_pseudo_terminals() {
 
 #[test]
 fn file_locks_of_every_kind() {
-    checkpoint_restore_fixture_with("locks", in_dir("locks"), &["--file-locks"], &[]);
+    checkpoint_restore_fixture_with("locks", Start::in_dir("locks"), &["--file-locks"], &[]);
 }
 
 /// Without --file-locks, a tree holding locks is refused, and left running unharmed.
@@ -114,7 +111,7 @@ fn file_locks_of_every_kind() {
 fn file_locks_need_the_option() {
     let _serial = setup();
     let scratch = Scratch::new("locks_refused");
-    let mut run = start(&scratch, in_dir("locks"));
+    let mut run = start(&scratch, Start::in_dir("locks"));
     let images = scratch.join("images");
     let out = stasis(&[
         "dump",

@@ -146,6 +146,14 @@ impl<'a> Start<'a> {
             dir_arg: false,
         }
     }
+
+    /// A fixture that takes the test's scratch directory as its last argument.
+    pub fn in_dir(fixture: &'a str) -> Self {
+        Start {
+            dir_arg: true,
+            ..Start::new(fixture)
+        }
+    }
 }
 
 /// Starts a fixture and waits (with a deadline) for its readiness byte.

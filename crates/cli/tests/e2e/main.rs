@@ -7,4 +7,5 @@ mod files;
 mod fixtures;
 mod programs;
 mod safety;
+mod sockets;
 mod tasks;

@@ -68,7 +68,7 @@ fn failed_dump_leaves_the_process_unharmed() {
         "error is not one line: {err}"
     );
     assert!(
-        err.contains(&format!("process {}", run.pid)) && err.contains("socket"),
+        err.contains(&format!("process {}", run.pid)) && err.contains("io_uring"),
         "unclear error: {err}"
     );
     assert!(alive(run.pid));

@@ -22,6 +22,7 @@ mod notify;
 mod pipe;
 mod reg;
 mod tty;
+mod unix;
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -96,6 +97,7 @@ pub struct FileTable {
     ttys: tty::Ttys,
     locks: locks::Locks,
     mqueues: mqueue::Queues,
+    sockets: unix::Sockets,
 }
 
 /// Options that change how files are dumped.
@@ -350,7 +352,7 @@ impl FileTable {
             return Ok((T::Pipe, pipe::dump_pipe(self, f)?));
         }
         if f.link.starts_with("socket:[") {
-            return Err(f.unsupported("sockets are not supported yet"));
+            return Ok((T::Unixsk, unix::dump_socket(self, f)?));
         }
         if !f.link.starts_with('/') {
             // Namespace files (net:[...]), BPF objects, ...
@@ -413,8 +415,10 @@ impl FileTable {
     /// Writes the images that belong to the files (besides `files.img`, which the caller
     /// writes last of them: entries are added up to the end of the dump).
     pub fn write_data(&mut self, dir: &ImageDir) -> Result<()> {
+        self.sockets.check_peers()?;
         self.ttys.write(dir)?;
         self.locks.write(dir)?;
+        self.sockets.write(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
         self.memfds.write(dir)?;

@@ -82,8 +82,7 @@ pub struct FdinfoEntry {
 /// An open file description in `files.img`: its kind and id, and the matching sub-entry.
 ///
 /// Tags 4 (inet socket), 5 (namespace file), 6 (packet socket), 7 (netlink socket),
-/// 11 (tun file), 16 (unix socket) and 21 (BPF map) are CRIU's kinds not declared yet;
-/// decoding skips them.
+/// 11 (tun file) and 21 (BPF map) are CRIU's kinds not declared yet; decoding skips them.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
 pub struct FileEntry {
     /// Kind of the file; says which sub-entry is set.
@@ -116,6 +115,9 @@ pub struct FileEntry {
     /// Plugin-handled file.
     #[prost(message, optional, tag = "15")]
     pub ext: Option<ExtFileEntry>,
+    /// Unix socket.
+    #[prost(message, optional, tag = "16")]
+    pub usk: Option<UnixSkEntry>,
     /// Named pipe.
     #[prost(message, optional, tag = "17")]
     pub fifo: Option<FifoEntry>,

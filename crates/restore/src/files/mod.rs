@@ -22,6 +22,7 @@ mod notify;
 mod pipe;
 mod reg;
 mod tty;
+mod unix;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -63,6 +64,8 @@ pub struct FileData {
     pub memfds: HashMap<u64, pb::MemfdInodeEntry>,
     /// `filelocks.img`.
     pub locks: Vec<pb::FileLockEntry>,
+    /// `sk-queues.img`: queued messages by the file id of their socket.
+    pub sk_queues: unix::Queues,
 }
 
 /// Reads the data images `files` refers to.
@@ -114,6 +117,7 @@ pub fn load_data(dir: &ImageDir, files: &HashMap<u32, pb::FileEntry>) -> Result<
         }
     }
     data.locks = locks::load(dir)?;
+    data.sk_queues = unix::load(dir)?;
     if let Some(mut r) = dir.open_optional(stasis_images::ImageKind::MemfdInode, 0)? {
         for e in r.collect_all::<pb::MemfdInodeEntry>()? {
             data.memfds.insert(e.inode_id, e);
@@ -241,6 +245,7 @@ impl OpenedFiles {
         let mut memfds = memfd::Inodes::default();
         let mut ghosts = reg::GhostFiles::default();
         let mut ptys = tty::Ptys::default();
+        let mut sockets = unix::Sockets::default();
         // Mappings that are opened here rather than by path in the process: memfds and
         // files whose path was replaced.
         let mut wanted: Vec<(Pid, u32, String)> = Vec::new();
@@ -361,8 +366,9 @@ impl OpenedFiles {
                         .insert(id, Late::Mqueue(e.name.clone(), e.flags));
                     continue;
                 }
+                (Ok(T::Unixsk), pb::FileEntry { usk: Some(e), .. }) => sockets.open(&cx, e)?,
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
-                    return Err(unsupported("sockets"));
+                    return Err(unsupported("sockets of this family"));
                 }
                 (Ok(T::Tty), pb::FileEntry { tty: Some(e), .. }) => {
                     if e.tty_info_id % 2 == 1 {
@@ -377,6 +383,8 @@ impl OpenedFiles {
             opened.by_id.insert(id, fd);
         }
         // Fake ends and temporary names are not needed once every description exists.
+        let first = images.processes.first().map_or(0, |p| p.pid());
+        sockets.finish(images, first)?;
         pipes.finish();
         ghosts.finish();
         ptys.finish(images.processes.first().map_or(0, |p| p.pid()))?;

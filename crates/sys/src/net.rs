@@ -1,0 +1,406 @@
+//! Sockets: what `sock_diag` says of unix sockets, socket options, names, queued data read
+//! without consuming it (`MSG_PEEK` with `SO_PEEK_OFF`), and making sockets again.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::{Errno, Result};
+
+/// A unix socket as `sock_diag` describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixDiag {
+    /// `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET`.
+    pub kind: u8,
+    /// TCP-like state: `TCP_ESTABLISHED` (1), `TCP_CLOSE` (7), `TCP_LISTEN` (10).
+    pub state: u8,
+    /// Socket inode.
+    pub ino: u32,
+    /// Bound name (a path, or `\0`-led abstract name), empty if unbound.
+    pub name: Vec<u8>,
+    /// Inode and device of the bound path's file.
+    pub vfs: Option<(u32, u32)>,
+    /// The peer's inode (0 if none).
+    pub peer: u32,
+    /// For a listener: the inodes of the clients of the connections waiting in its accept
+    /// queue.
+    pub icons: Vec<u32>,
+    /// Receive and send queue lengths (a listener: pending connections and backlog).
+    pub rqlen: Option<(u32, u32)>,
+    /// `SHUT_RD` (1) / `SHUT_WR` (2) bits.
+    pub shutdown: u8,
+}
+
+fn nla_u32(data: &[u8], at: usize) -> u32 {
+    data.get(at..at + 4)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Every unix socket of our network namespace, by inode (`sock_diag`).
+pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
+    // SAFETY: integer arguments.
+    let r = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    let fd = Errno::result(r.into())? as i32;
+    // SAFETY: the kernel just gave us this fd.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_ALL: u32 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x40;
+    // nlmsghdr (16) + unix_diag_req (24).
+    let mut req = Vec::with_capacity(40);
+    req.extend_from_slice(&40u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    req.push(libc::AF_UNIX as u8);
+    req.push(0); // protocol
+    req.extend_from_slice(&[0, 0]);
+    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // states
+    req.extend_from_slice(&0u32.to_ne_bytes()); // ino
+    req.extend_from_slice(&UDIAG_SHOW_ALL.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]); // cookie
+    // SAFETY: send reads req.len() bytes.
+    let r = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    Errno::result(r as libc::c_long)?;
+    let mut out = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        // SAFETY: recv writes at most buf.len() bytes.
+        let r = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = Errno::result(r as libc::c_long)? as usize;
+        let mut at = 0;
+        while at + 16 <= n {
+            let len = nla_u32(&buf, at) as usize;
+            let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+            if len < 16 || at + len > n {
+                return Err(Errno(libc::EPROTO));
+            }
+            match i32::from(ty) {
+                libc::NLMSG_DONE => return Ok(out),
+                libc::NLMSG_ERROR => {
+                    let e = nla_u32(&buf, at + 16) as i32;
+                    return Err(Errno(-e));
+                }
+                _ => {}
+            }
+            let msg = &buf[at + 16..at + len];
+            if msg.len() >= 16 {
+                let mut d = UnixDiag {
+                    kind: msg[1],
+                    state: msg[2],
+                    ino: nla_u32(msg, 4),
+                    ..Default::default()
+                };
+                let mut a = 16;
+                while a + 4 <= msg.len() {
+                    let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
+                    let aty = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]);
+                    if alen < 4 || a + alen > msg.len() {
+                        break;
+                    }
+                    let data = &msg[a + 4..a + alen];
+                    match aty {
+                        0 => d.name = data.to_vec(),
+                        1 => d.vfs = Some((nla_u32(data, 0), nla_u32(data, 4))),
+                        2 => d.peer = nla_u32(data, 0),
+                        3 => d.icons = data.chunks_exact(4).map(|c| nla_u32(c, 0)).collect(),
+                        4 => d.rqlen = Some((nla_u32(data, 0), nla_u32(data, 4))),
+                        6 => d.shutdown = data.first().copied().unwrap_or(0),
+                        _ => {}
+                    }
+                    a += alen.next_multiple_of(4);
+                }
+                out.insert(d.ino, d);
+            }
+            at += len.next_multiple_of(4);
+        }
+    }
+}
+
+/// An integer socket option (`getsockopt`).
+pub fn get_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32) -> Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    Errno::result(r.into()).map(|_| v)
+}
+
+/// Sets an integer socket option (`setsockopt`).
+pub fn set_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32, v: i32) -> Result<()> {
+    // SAFETY: setsockopt reads one int.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const v).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
+/// A `timeval` socket option (`SO_SNDTIMEO`, `SO_RCVTIMEO`): (seconds, microseconds).
+pub fn get_timeval_opt(fd: BorrowedFd<'_>, name: i32) -> Result<(u64, u64)> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `tv`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&raw mut tv).cast(),
+            &mut len,
+        )
+    };
+    Errno::result(r.into()).map(|_| (tv.tv_sec as u64, tv.tv_usec as u64))
+}
+
+/// Sets a `timeval` socket option.
+pub fn set_timeval_opt(fd: BorrowedFd<'_>, name: i32, (sec, usec): (u64, u64)) -> Result<()> {
+    let tv = libc::timeval {
+        tv_sec: sec as i64,
+        tv_usec: usec as i64,
+    };
+    // SAFETY: setsockopt reads one timeval.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
+/// `socketpair(AF_UNIX, kind)`.
+pub fn unix_pair(kind: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two fds.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    Errno::result(r.into())?;
+    // SAFETY: the first fd is new and ours.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: the second fd is new and ours.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
+}
+
+/// A new unix socket of `kind`.
+pub fn unix_socket(kind: i32) -> Result<OwnedFd> {
+    // SAFETY: integer arguments.
+    let r = unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) };
+    let fd = Errno::result(r.into())? as i32;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn sockaddr_un(name: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if name.len() > a.sun_path.len() {
+        return Err(Errno(libc::ENAMETOOLONG));
+    }
+    a.sun_family = libc::AF_UNIX as u16;
+    for (d, s) in a.sun_path.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    Ok((a, len))
+}
+
+/// The file-system path of a unix socket name: `None` for an abstract or empty name. The
+/// kernel reports path names with their terminating NUL, which is cut here.
+pub fn unix_path(name: &[u8]) -> Option<&std::path::Path> {
+    use std::os::unix::ffi::OsStrExt;
+    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    (end > 0).then(|| std::path::Path::new(std::ffi::OsStr::from_bytes(&name[..end])))
+}
+
+/// Binds a unix socket to `name` (a path, or a `\0`-led abstract name).
+pub fn unix_bind(fd: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
+    let (a, len) = sockaddr_un(name)?;
+    // SAFETY: bind reads `len` bytes of `a`.
+    let r = unsafe { libc::bind(fd.as_raw_fd(), (&raw const a).cast(), len) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// Connects a unix socket to `name`.
+pub fn unix_connect(fd: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
+    let (a, len) = sockaddr_un(name)?;
+    // SAFETY: connect reads `len` bytes of `a`.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), (&raw const a).cast(), len) };
+    Errno::result(r.into()).map(drop)
+}
+
+/// `listen(fd, backlog)`.
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<()> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::listen(fd.as_raw_fd(), backlog) }.into()).map(drop)
+}
+
+/// `shutdown(fd, how)`.
+pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> Result<()> {
+    // SAFETY: integer arguments.
+    Errno::result(unsafe { libc::shutdown(fd.as_raw_fd(), how) }.into()).map(drop)
+}
+
+/// A message peeked at: its bytes, the sender's credentials if the receiver asked for
+/// them (`SO_PASSCRED`), and whether file descriptors came with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peeked {
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// (pid, uid, gid) from `SCM_CREDENTIALS`.
+    pub creds: Option<(i32, u32, u32)>,
+    /// `SCM_RIGHTS` was attached (the fds were installed in our process and closed).
+    pub had_rights: bool,
+}
+
+/// Peeks at the next message (or, for a stream, the next bytes) at the socket's peek
+/// offset without waiting, and moves the offset past it (`SO_PEEK_OFF` must be set).
+/// `None` when nothing is left.
+pub fn peek(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Peeked>> {
+    let mut data = vec![0u8; max.max(1)];
+    let mut ctl = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below live across the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&ctl);
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
+    // SAFETY: recvmsg writes into the buffers msg describes.
+    let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    let n = match Errno::result(r as libc::c_long) {
+        Ok(0) if msg.msg_controllen == 0 => return Ok(None),
+        Ok(n) => n as usize,
+        Err(Errno(libc::EAGAIN)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    data.truncate(n);
+    let mut out = Peeked {
+        data,
+        ..Default::default()
+    };
+    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within
+    // msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` points at a complete cmsghdr inside the control buffer.
+        let h = unsafe { &*c };
+        // SAFETY: CMSG_DATA points inside the same cmsghdr's payload.
+        let payload = unsafe { libc::CMSG_DATA(c) };
+        let len = h.cmsg_len - (payload as usize - c as usize);
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS && len >= 12 {
+            // SAFETY: a ucred of 12 bytes follows the header.
+            let u = unsafe { std::ptr::read_unaligned(payload.cast::<libc::ucred>()) };
+            out.creds = Some((u.pid, u.uid, u.gid));
+        }
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            out.had_rights = true;
+            for i in 0..len / 4 {
+                let at = payload.wrapping_add(i * 4).cast::<i32>();
+                // SAFETY: the payload holds len / 4 ints, each a new fd of ours.
+                let fd = unsafe { std::ptr::read_unaligned(at) };
+                // SAFETY: the fd was just installed for us by the kernel.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        // SAFETY: CMSG_NXTHDR stays within the control buffer or returns null.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    Ok(Some(out))
+}
+
+/// Sends one message (stream bytes, or a datagram), to unix name `to` if given, with
+/// credentials if given, without waiting.
+pub fn send_to(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    to: Option<&[u8]>,
+    creds: Option<(i32, u32, u32)>,
+) -> Result<()> {
+    let dest = to.map(sockaddr_un).transpose()?;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let mut ctl = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below live across the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some((addr, len)) = &dest {
+        msg.msg_name = (addr as *const libc::sockaddr_un).cast_mut().cast();
+        msg.msg_namelen = *len;
+    }
+    if let Some((pid, uid, gid)) = creds {
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is a size computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
+        // SAFETY: the control buffer has room for one ucred message.
+        let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        // SAFETY: `c` points at the start of our control buffer.
+        let h = unsafe { &mut *c };
+        h.cmsg_level = libc::SOL_SOCKET;
+        h.cmsg_type = libc::SCM_CREDENTIALS;
+        // SAFETY: CMSG_LEN is a size computation.
+        h.cmsg_len = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
+        let u = libc::ucred { pid, uid, gid };
+        // SAFETY: `c` is the message just set up in our control buffer.
+        let payload = unsafe { libc::CMSG_DATA(c) };
+        // SAFETY: the payload of the message has room for one ucred.
+        unsafe { std::ptr::write_unaligned(payload.cast::<libc::ucred>(), u) };
+    }
+    // SAFETY: sendmsg reads the buffers msg describes.
+    let r = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    let n = Errno::result(r as libc::c_long)? as usize;
+    if n != data.len() {
+        return Err(Errno(libc::EMSGSIZE));
+    }
+    Ok(())
+}
+
+/// The socket's own name as raw `sun_path` bytes (`getsockname`), empty if unbound.
+pub fn unix_name(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    // SAFETY: an all-zero sockaddr_un is valid to be overwritten.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `a`.
+    let r = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut a).cast(), &mut len) };
+    Errno::result(r.into())?;
+    let n = (len as usize).saturating_sub(size_of::<libc::sa_family_t>());
+    Ok(a.sun_path[..n.min(a.sun_path.len())]
+        .iter()
+        .map(|c| *c as u8)
+        .collect())
+}
