@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use stasis_images::consts::FD_CLOEXEC;
 use stasis_images::{ImageDir, pb};
-use stasis_sys::{Pid, fs, proc, process};
+use stasis_sys::{Pid, fs, net, proc, process};
 
 pub use memfd::MemfdTable;
 
@@ -352,7 +352,7 @@ impl FileTable {
             return Ok((T::Pipe, pipe::dump_pipe(self, f)?));
         }
         if f.link.starts_with("socket:[") {
-            return Ok((T::Unixsk, unix::dump_socket(self, f)?));
+            return self.dump_socket(f);
         }
         if !f.link.starts_with('/') {
             // Namespace files (net:[...]), BPF objects, ...
@@ -468,4 +468,23 @@ fn owner(pid: Pid, file: std::os::fd::BorrowedFd<'_>) -> Result<pb::FownEntry> {
         pid_type: pid_type as u32,
         pid: owner_pid as u32,
     })
+}
+
+impl FileTable {
+    /// A socket, by its address family.
+    fn dump_socket(&mut self, f: &Fd) -> Result<(pb::FdTypes, u32)> {
+        let domain = net::get_int_opt(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)
+            .ctx(f.pid, || format!("fd {}: getsockopt(SO_DOMAIN)", f.fd))?;
+        let family = match domain {
+            libc::AF_UNIX => return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, f)?)),
+            libc::AF_INET => "AF_INET",
+            libc::AF_INET6 => "AF_INET6",
+            libc::AF_NETLINK => "AF_NETLINK",
+            libc::AF_PACKET => "AF_PACKET",
+            _ => "",
+        };
+        Err(f.unsupported(format!(
+            "{family} sockets (address family {domain}) are not supported yet"
+        )))
+    }
 }

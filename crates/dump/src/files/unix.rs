@@ -134,19 +134,6 @@ fn queue(f: &Fd, id: u32, passcred: bool) -> Result<Vec<(pb::SkPacketEntry, Vec<
 
 /// A socket open at `f`; returns its file id.
 pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd) -> Result<u32> {
-    let domain = opt(f, libc::SO_DOMAIN)?;
-    if domain != libc::AF_UNIX {
-        let name = match domain {
-            libc::AF_INET => "AF_INET",
-            libc::AF_INET6 => "AF_INET6",
-            libc::AF_NETLINK => "AF_NETLINK",
-            libc::AF_PACKET => "AF_PACKET",
-            _ => "",
-        };
-        return Err(f.unsupported(format!(
-            "{name} sockets (address family {domain}) are not supported yet"
-        )));
-    }
     let own_net = proc::read_link(proc::path(f.pid, "ns/net")).ok();
     if own_net != proc::read_link("/proc/self/ns/net".into()).ok() {
         return Err(
