@@ -18,6 +18,7 @@
 //!   architectures' registers, file kinds we do not handle yet) are skipped when decoding.
 
 mod files;
+mod inet;
 mod ipc;
 mod mem;
 mod misc;
@@ -30,6 +31,7 @@ mod x86;
 mod tests;
 
 pub use files::*;
+pub use inet::*;
 pub use ipc::*;
 pub use mem::*;
 pub use misc::*;
@@ -101,5 +103,10 @@ pub(crate) mod serde_hex {
             Some(v) => s.serialize_str(&to_hex(v)),
             None => s.serialize_none(),
         }
+    }
+
+    /// Serializes a list of byte strings as hex strings.
+    pub(crate) fn bytes_list<S: serde::Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| to_hex(b)))
     }
 }

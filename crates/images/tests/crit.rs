@@ -595,6 +595,45 @@ fn files() -> Vec<FileEntry> {
             }),
             ..file(FdTypes::Unixsk, 14)
         },
+        FileEntry {
+            isk: Some(InetSkEntry {
+                id: 15,
+                ino: 51_002,
+                family: 2,
+                r#type: 2,
+                proto: 17,
+                state: 7,
+                src_port: 5353,
+                dst_port: 0,
+                flags: 0o4002,
+                backlog: 0,
+                src_addr: vec![u32::from_ne_bytes([127, 0, 0, 1])],
+                dst_addr: vec![0],
+                fown: Some(fown()),
+                opts: Some(SkOptsEntry {
+                    so_sndbuf: 212_992,
+                    so_rcvbuf: 212_992,
+                    reuseaddr: Some(true),
+                    so_filter: vec![0x0000_0008_0000_0030, 0x0000_ffff_0000_0006],
+                    ..Default::default()
+                }),
+                v6only: None,
+                // crit 3.17 knows only freebind and raw here (pktinfo, tos, ttl and
+                // tcp_opts are newer CRIU fields it drops).
+                ip_opts: Some(IpOptsEntry {
+                    freebind: Some(true),
+                    ..Default::default()
+                }),
+                ifname: None,
+                ns_id: None,
+                shutdown: Some(SkShutdown::None as i32),
+                tcp_opts: None,
+                // Extensions: crit drops them, so this entry is checked by decoding.
+                stasis_opts: Vec::new(),
+                stasis_mcast: Vec::new(),
+            }),
+            ..file(FdTypes::Inetsk, 15)
+        },
     ]
 }
 
@@ -887,6 +926,9 @@ fn crit_decodes_every_image_kind() {
                         "\"TIMERFD\"",
                         "\"MEMFD\"",
                         "\"UNIXSK\"",
+                        "\"INETSK\"",
+                        "\"127.0.0.1\"",
+                        "\"src_port\": 5353",
                         "\"so_passcred\": true",
                         "\"shutdown\": \"WRITE\"",
                     ],
@@ -1145,6 +1187,7 @@ fn crit_decodes_every_image_kind() {
                         uid: 0,
                         gid: 0,
                     }),
+                    stasis_from: None,
                 })
                 .unwrap();
                 w.write_raw(b"hello").unwrap();
@@ -1153,6 +1196,7 @@ fn crit_decodes_every_image_kind() {
                     length: 0,
                     scm: Vec::new(),
                     stasis_ucred: None,
+                    stasis_from: Some("127.0.0.1:53".into()),
                 })
                 .unwrap();
                 w.finish().unwrap();

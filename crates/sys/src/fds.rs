@@ -52,6 +52,14 @@ pub fn bytes_readable(fd: BorrowedFd<'_>) -> Result<u32> {
     Errno::result(r.into()).map(|_| n as u32)
 }
 
+/// Bytes a socket has not sent yet (`SIOCOUTQ`).
+pub fn bytes_unsent(fd: BorrowedFd<'_>) -> Result<u32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    Errno::result(r.into()).map(|_| n as u32)
+}
+
 /// Duplicates up to `len` bytes from the pipe `from` into the pipe `to` without consuming
 /// them (`tee`, non-blocking). Nothing to copy is `Ok(0)`.
 pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize> {

@@ -26,6 +26,7 @@ pub mod cpu;
 mod errno;
 pub mod fds;
 pub mod fs;
+pub mod inet;
 pub mod ipc;
 pub mod mem;
 pub mod net;

@@ -476,6 +476,11 @@ pub fn status_field(pid: i32, name: &str) -> Option<String> {
 /// A dump with `--leave-running` must leave the whole tree running, untraced and
 /// unharmed (the fixture still passes), and the images must restore once it is gone.
 pub fn leave_running_then_restore(test: &str, how: Start<'_>) {
+    leave_running_then(test, how, |images| restore(images, &[]));
+}
+
+/// [`leave_running_then_restore`] with the restore done by `restore_with`.
+pub fn leave_running_then(test: &str, how: Start<'_>, restore_with: impl FnOnce(&Path)) {
     let _serial = setup();
     let scratch = Scratch::new(test);
     let mut run = start(&scratch, how);
@@ -493,7 +498,7 @@ pub fn leave_running_then_restore(test: &str, how: Start<'_>) {
     run.assert_pass();
     // The original tree's descendants come back to us when it ends.
     process::reap_terminated().expect("reap the original tree");
-    restore(&images, &[]);
+    restore_with(&images);
     run.assert_pass();
 }
 

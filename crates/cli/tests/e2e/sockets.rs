@@ -1,7 +1,10 @@
 //! Sockets (one self-verifying fixture each).
 
+use std::process::{Command, Stdio};
+
 use crate::harness::{
-    Scratch, Start, checkpoint_restore_fixture, leave_running_then_restore, setup, start, stasis,
+    Scratch, Start, checkpoint_restore_fixture, leave_running_then, leave_running_then_restore,
+    read_lossy, setup, start, stasis, stasis_bin,
 };
 
 #[test]
@@ -44,4 +47,36 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
         "unclear error: {err}"
     );
     run.assert_pass();
+}
+
+#[test]
+fn inet_listeners_udp_queues_options_multicast() {
+    checkpoint_restore_fixture("sk_inet", Start::new("sk_inet"));
+}
+
+/// The datagrams are peeked at, not taken: the tree that goes on running finds every one.
+/// The images are then restored in a network namespace of their own (another host, as
+/// far as the sockets can tell): the original's closed connections keep its ports in
+/// TIME_WAIT here, which a listener without SO_REUSEADDR cannot bind over (nor could the
+/// program itself).
+#[test]
+fn leave_running_inet_sockets_restored_in_a_fresh_network_namespace() {
+    leave_running_then("leave_running_sk_inet", Start::new("sk_inet"), |images| {
+        let script = format!(
+            "ip link set lo up && exec {} restore -D {} -d -v4 -o restore.log",
+            stasis_bin(),
+            images.display()
+        );
+        let out = Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run unshare");
+        assert!(
+            out.status.success(),
+            "restore in a new network namespace failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            read_lossy(&images.join("restore.log"))
+        );
+    });
 }

@@ -15,6 +15,7 @@
 
 mod anon;
 mod epoll;
+mod inet;
 mod locks;
 mod memfd;
 mod mqueue;
@@ -98,6 +99,7 @@ pub struct FileTable {
     locks: locks::Locks,
     mqueues: mqueue::Queues,
     sockets: unix::Sockets,
+    inet: inet::InetSockets,
 }
 
 /// Options that change how files are dumped.
@@ -418,7 +420,7 @@ impl FileTable {
         self.sockets.check_peers()?;
         self.ttys.write(dir)?;
         self.locks.write(dir)?;
-        self.sockets.write(dir)?;
+        self.sockets.write(dir, &self.inet.queues)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
         self.memfds.write(dir)?;
@@ -477,8 +479,9 @@ impl FileTable {
             .ctx(f.pid, || format!("fd {}: getsockopt(SO_DOMAIN)", f.fd))?;
         let family = match domain {
             libc::AF_UNIX => return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, f)?)),
-            libc::AF_INET => "AF_INET",
-            libc::AF_INET6 => "AF_INET6",
+            libc::AF_INET | libc::AF_INET6 => {
+                return Ok((pb::FdTypes::Inetsk, inet::dump_socket(self, f, domain)?));
+            }
             libc::AF_NETLINK => "AF_NETLINK",
             libc::AF_PACKET => "AF_PACKET",
             _ => "",

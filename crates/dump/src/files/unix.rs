@@ -51,13 +51,13 @@ impl Sockets {
         Ok(())
     }
 
-    /// Writes `sk-queues.img`.
-    pub fn write(&self, dir: &ImageDir) -> Result<()> {
-        if self.queues.is_empty() {
+    /// Writes `sk-queues.img`, with the datagrams queued on inet sockets too.
+    pub fn write(&self, dir: &ImageDir, inet: &[(pb::SkPacketEntry, Vec<u8>)]) -> Result<()> {
+        if self.queues.is_empty() && inet.is_empty() {
             return Ok(());
         }
         let mut w = dir.create(ImageKind::SkQueues, 0)?;
-        for (e, data) in &self.queues {
+        for (e, data) in self.queues.iter().chain(inet) {
             w.write(e)?;
             w.write_raw(data)?;
         }
@@ -120,6 +120,7 @@ fn queue(f: &Fd, id: u32, passcred: bool) -> Result<Vec<(pb::SkPacketEntry, Vec<
                         .creds
                         .filter(|_| passcred)
                         .map(|(pid, uid, gid)| pb::StasisUcredEntry { pid, uid, gid }),
+                    stasis_from: None,
                 },
                 m.data,
             ));

@@ -94,6 +94,9 @@ pub struct FileEntry {
     /// Regular file.
     #[prost(message, optional, tag = "3")]
     pub reg: Option<RegFileEntry>,
+    /// Inet socket.
+    #[prost(message, optional, tag = "4")]
+    pub isk: Option<InetSkEntry>,
     /// eventfd.
     #[prost(message, optional, tag = "8")]
     pub efd: Option<EventfdFileEntry>,

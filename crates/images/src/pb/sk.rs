@@ -211,4 +211,7 @@ pub struct SkPacketEntry {
     /// stasis: the sender's credentials, for a receiver with `SO_PASSCRED`.
     #[prost(message, optional, tag = "1000")]
     pub stasis_ucred: Option<StasisUcredEntry>,
+    /// stasis: the source address of a datagram queued on an inet socket (`ip:port`).
+    #[prost(string, optional, tag = "1001")]
+    pub stasis_from: Option<String>,
 }

@@ -16,6 +16,7 @@
 
 mod anon;
 mod epoll;
+mod inet;
 mod locks;
 mod memfd;
 mod notify;
@@ -367,6 +368,7 @@ impl OpenedFiles {
                     continue;
                 }
                 (Ok(T::Unixsk), pb::FileEntry { usk: Some(e), .. }) => sockets.open(&cx, e)?,
+                (Ok(T::Inetsk), pb::FileEntry { isk: Some(e), .. }) => inet::open(&cx, e)?,
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets of this family"));
                 }
