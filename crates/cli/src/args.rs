@@ -72,6 +72,12 @@ pub struct Args {
     pub children: Option<usize>,
     /// `--threads N` (workload): extra threads.
     pub threads: Option<usize>,
+    /// `--tcp-established`: save TCP connections.
+    pub tcp_established: bool,
+    /// `--skip-in-flight`: leave connections waiting to be accepted behind.
+    pub skip_in_flight: bool,
+    /// `--network-lock METHOD`.
+    pub network_lock: Option<String>,
     /// Options accepted for compatibility that change nothing for the state stasis
     /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
     pub accepted: Vec<String>,
@@ -108,6 +114,9 @@ impl Default for Args {
             report: None,
             children: None,
             threads: None,
+            tcp_established: false,
+            skip_in_flight: false,
+            network_lock: None,
             accepted: Vec::new(),
         }
     }
@@ -148,6 +157,9 @@ enum Key {
     Children,
     Threads,
     Report,
+    TcpEstablished(bool),
+    SkipInFlight,
+    NetworkLock,
     /// Compatibility flag with no effect yet.
     Accepted,
 }
@@ -225,14 +237,25 @@ const SPECS: &[Spec] = &[
     // Accepted for compatibility with scripts written for CRIU. They allow kinds of state
     // (or tune behaviour) that stasis either handles without being asked or rejects with
     // a clear error when it meets them.
-    spec("tcp-established", None, HasArg::No, Key::Accepted),
-    spec("no-tcp-established", None, HasArg::No, Key::Accepted),
+    spec(
+        "tcp-established",
+        None,
+        HasArg::No,
+        Key::TcpEstablished(true),
+    ),
+    spec(
+        "no-tcp-established",
+        None,
+        HasArg::No,
+        Key::TcpEstablished(false),
+    ),
+    spec("skip-in-flight", None, HasArg::No, Key::SkipInFlight),
+    spec("network-lock", None, HasArg::Required, Key::NetworkLock),
     spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::Accepted),
     spec("evasive-devices", None, HasArg::No, Key::Accepted),
     spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
     spec("display-stats", None, HasArg::No, Key::Accepted),
     spec("log-pid", None, HasArg::No, Key::Accepted),
-    spec("skip-in-flight", None, HasArg::No, Key::Accepted),
     spec("tcp-close", None, HasArg::No, Key::Accepted),
 ];
 
@@ -325,6 +348,9 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::Report => args.report = Some(need(value)?.into()),
         Key::Children => args.children = Some(number(need(value)?, shown)?),
         Key::Threads => args.threads = Some(number(need(value)?, shown)?),
+        Key::TcpEstablished(b) => args.tcp_established = b,
+        Key::SkipInFlight => args.skip_in_flight = true,
+        Key::NetworkLock => args.network_lock = Some(need(value)?),
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
     Ok(())
@@ -483,7 +509,22 @@ mod tests {
     #[test]
     fn compatibility_flags_are_recorded() {
         let a = p("dump --tcp-established -x --evasive-devices").unwrap();
-        assert_eq!(a.accepted.len(), 3);
+        assert_eq!(a.accepted, ["--ext-unix-sk", "--evasive-devices"]);
+        assert!(a.tcp_established);
+    }
+
+    #[test]
+    fn network_options() {
+        let a = p("dump --tcp-established --skip-in-flight --network-lock=skip").unwrap();
+        assert!(a.tcp_established && a.skip_in_flight);
+        assert_eq!(a.network_lock.as_deref(), Some("skip"));
+        let r = p("restore --tcp-established --no-tcp-established").unwrap();
+        assert!(!r.tcp_established);
+        assert!(
+            p("dump --network-lock")
+                .unwrap_err()
+                .contains("requires an argument")
+        );
     }
 
     #[test]

@@ -118,6 +118,12 @@ fn init_logging(args: &Args, create_dir: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn network_lock(args: &Args) -> Result<stasis_sys::netlock::Method, String> {
+    args.network_lock
+        .as_deref()
+        .map_or(Ok(Default::default()), str::parse)
+}
+
 fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
     match command {
         "dump" => {
@@ -135,6 +141,9 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 ghost_limit: args.ghost_limit.unwrap_or(1 << 20),
                 link_remap: args.link_remap,
                 file_locks: args.file_locks,
+                tcp_established: args.tcp_established,
+                skip_in_flight: args.skip_in_flight,
+                network_lock: network_lock(args)?,
             };
             let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
             log::info!(
@@ -154,6 +163,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 new_pid_ns: args.new_pid_ns,
                 validate_files: !args.skip_file_validation,
                 check_file_rwx: !args.skip_file_rwx_check,
+                network_lock: network_lock(args)?,
             };
             match stasis_restore::restore(&opts).map_err(|e| e.to_string())? {
                 RestoreOutcome::Detached(pid) => {

@@ -32,6 +32,12 @@ pub struct DumpOptions {
     pub link_remap: bool,
     /// Save file locks (`--file-locks`); without it a tree holding locks is refused.
     pub file_locks: bool,
+    /// Save TCP connections (`--tcp-established`).
+    pub tcp_established: bool,
+    /// Leave connections waiting to be accepted behind (`--skip-in-flight`).
+    pub skip_in_flight: bool,
+    /// How TCP connections are locked while saved (`--network-lock`).
+    pub network_lock: stasis_sys::netlock::Method,
 }
 
 impl DumpOptions {
@@ -42,6 +48,10 @@ impl DumpOptions {
             link_remap: self.link_remap,
             file_locks: self.file_locks,
             private_ipc: false,
+            tcp_established: self.tcp_established,
+            skip_in_flight: self.skip_in_flight,
+            network_lock: self.network_lock,
+            root: self.pid,
         }
     }
 }
@@ -201,7 +211,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     }
 
     if opts.leave_running {
-        files.put_back_ttys();
+        files.put_back();
         frozen.resume()?;
         log::info!("tree of {root} resumed (--leave-running)");
     } else {

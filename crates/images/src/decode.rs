@@ -108,6 +108,8 @@ pub enum Entry {
     IpcMsg(pb::IpcMsgEntry, Vec<pb::IpcMsg>),
     /// A message queued on a socket (its bytes are not kept).
     SkPacket(pb::SkPacketEntry),
+    /// A TCP connection's repair state (its queues' bytes follow it).
+    TcpStream(pb::TcpStreamEntry),
 }
 
 /// A decoded image file.
@@ -373,6 +375,11 @@ fn entries<R: Read>(kind: ImageKind, mut r: ImageReader<R>) -> Result<Vec<Entry>
                 out.push(Entry::SkPacket(e));
             }
             Ok(out)
+        }
+        ImageKind::TcpStream => {
+            let e: pb::TcpStreamEntry = r.expect()?;
+            r.read_payload(u64::from(e.inq_len) + u64::from(e.outq_len))?;
+            Ok(vec![Entry::TcpStream(e)])
         }
         ImageKind::IpcShm => {
             let mut out = Vec::new();

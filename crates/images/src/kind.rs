@@ -64,11 +64,14 @@ pub enum ImageKind {
     IpcMsg,
     /// `sk-queues.img`: messages queued on sockets, each entry followed by its bytes.
     SkQueues,
+    /// `tcp-stream-INO.img` (INO in hex): a TCP connection's repair state, then its receive
+    /// and send queues.
+    TcpStream,
 }
 
 impl ImageKind {
     /// Every kind, for decoders that identify a file by its magic.
-    pub const ALL: [ImageKind; 27] = [
+    pub const ALL: [ImageKind; 28] = [
         ImageKind::Inventory,
         ImageKind::Pstree,
         ImageKind::Core,
@@ -96,6 +99,7 @@ impl ImageKind {
         ImageKind::IpcSem,
         ImageKind::IpcMsg,
         ImageKind::SkQueues,
+        ImageKind::TcpStream,
     ];
 
     /// The kind's own magic (the second word of the file, or the first for inventory).
@@ -128,6 +132,7 @@ impl ImageKind {
             ImageKind::IpcSem => 0x5957_3019,
             ImageKind::IpcMsg => 0x5545_3737,
             ImageKind::SkQueues => 0x5626_4026,
+            ImageKind::TcpStream => 0x5146_5506,
         }
     }
 
@@ -169,6 +174,7 @@ impl ImageKind {
             ImageKind::IpcSem => "IPCNS_SEM",
             ImageKind::IpcMsg => "IPCNS_MSG",
             ImageKind::SkQueues => "SK_QUEUES",
+            ImageKind::TcpStream => "TCP_STREAM",
         }
     }
 
@@ -189,6 +195,7 @@ impl ImageKind {
                 | ImageKind::IpcShm
                 | ImageKind::IpcSem
                 | ImageKind::IpcMsg
+                | ImageKind::TcpStream
         )
     }
 
@@ -223,6 +230,7 @@ impl ImageKind {
             ImageKind::IpcSem => format!("ipcns-sem-{id}.img"),
             ImageKind::IpcMsg => format!("ipcns-msg-{id}.img"),
             ImageKind::SkQueues => "sk-queues.img".into(),
+            ImageKind::TcpStream => format!("tcp-stream-{id:x}.img"),
         }
     }
 

@@ -1206,6 +1206,40 @@ fn crit_decodes_every_image_kind() {
                     false,
                 )
             }
+            ImageKind::TcpStream => {
+                let name = kind.file_name(0x9cecd);
+                let f = File::create(dir.join(&name)).unwrap();
+                let mut w = ImageWriter::new(BufWriter::new(f), kind, name.clone()).unwrap();
+                w.write(&TcpStreamEntry {
+                    inq_len: 5,
+                    inq_seq: 0x1000_0005,
+                    outq_len: 3,
+                    outq_seq: 0x2000_0003,
+                    opt_mask: 7,
+                    snd_wscale: 7,
+                    mss_clamp: 65_495,
+                    rcv_wscale: Some(7),
+                    timestamp: Some(123_456),
+                    cork: None,
+                    nodelay: None,
+                    unsq_len: Some(1),
+                    snd_wl1: Some(0x1000_0000),
+                    snd_wnd: Some(65_536),
+                    max_window: Some(65_536),
+                    rcv_wnd: Some(65_536),
+                    rcv_wup: Some(0x1000_0005),
+                    stasis_snd_mss: None,
+                })
+                .unwrap();
+                w.write_raw(b"helloabc").unwrap();
+                w.finish().unwrap();
+                assert_eq!(name, "tcp-stream-9cecd.img");
+                (
+                    name,
+                    vec!["\"TCP_STREAM\"", "\"mss_clamp\": 65495", "\"unsq_len\": 1"],
+                    true,
+                )
+            }
             ImageKind::TtyData => (
                 write(
                     &dir,

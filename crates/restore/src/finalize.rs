@@ -138,7 +138,12 @@ impl Attached {
     /// Runs every thread to the exit of its rt_sigreturn, removes the bootstrap region
     /// of every process, steps threads that were inside a system call back into it, and
     /// detaches (stopping again the processes the image had stopped).
-    pub fn finish(mut self, images: &Images) -> Result<()> {
+    /// `before_detach` runs with every thread back in its own registers and still held.
+    pub fn finish(
+        mut self,
+        images: &Images,
+        before_detach: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let expected: usize = images
             .processes
             .iter()
@@ -183,6 +188,7 @@ impl Attached {
                 in_syscall.push(t.tracee.tid());
             }
         }
+        before_detach()?;
         // The image names threads by their pids inside the tree's pid namespace; we know
         // them by host pids (the same, unless the tree has a namespace of its own).
         let host_of: HashMap<Pid, Pid> = self

@@ -28,6 +28,8 @@ pub struct RestoreOptions {
     pub detached: bool,
     /// The tree is a shell job (`-j`).
     pub shell_job: bool,
+    /// How the dump locked TCP connections (`--network-lock`): the lock lifted at the end.
+    pub network_lock: stasis_sys::netlock::Method,
     /// Write the root pid here (`--pidfile`).
     pub pidfile: Option<PathBuf>,
     /// Restore into a new pid namespace (`--new-pid-ns`).
@@ -104,7 +106,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         contents: opts.validate_files,
         rwx: opts.check_file_rwx,
     };
-    let files = OpenedFiles::open_all(&images, high, validation)?;
+    let mut files = OpenedFiles::open_all(&images, high, validation)?;
     let shared = SharedObjects::create_all(&images, high)?;
     let pipes = pipes(high)?;
     let private_fds = fs::max_open_fd() + 1;
@@ -160,6 +162,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         go_write,
         ..
     } = pipes;
+    let tcp = files.take_tcp();
     let links = files.close();
     drop(shared);
 
@@ -170,6 +173,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         from_children,
         barrier_write,
         go_write,
+        || release_tcp(root, &tcp, opts.network_lock),
     );
     if let Err(e) = result {
         // Never leave a half-restored process behind.
@@ -272,6 +276,32 @@ fn next_message(fd: &OwnedFd, waiting_on: &[Pid], pids: &mut PidSpace) -> Result
     }
 }
 
+/// Lifts the dump's network lock and takes the TCP connections out of repair mode, with
+/// every process restored and still held: they find them working from their first
+/// instruction.
+fn release_tcp(
+    root: Pid,
+    tcp: &[crate::files::TcpRepaired],
+    lock: stasis_sys::netlock::Method,
+) -> Result<()> {
+    if tcp.is_empty() {
+        return Ok(());
+    }
+    let unlocked = match lock {
+        stasis_sys::netlock::Method::Skip => Ok(false),
+        stasis_sys::netlock::Method::Nftables => stasis_sys::netlock::unlock_tree(root),
+    };
+    match unlocked {
+        Ok(true) => log::info!("network lock of the tree of {root} lifted"),
+        Ok(false) => log::info!("no network lock of the tree of {root} here"),
+        Err(e) => return Err(RestoreError::Other(format!("network unlock: {e}"))),
+    }
+    for t in tcp {
+        t.release()?;
+    }
+    Ok(())
+}
+
 fn supervise(
     images: &Images,
     plan: &Plan,
@@ -279,6 +309,7 @@ fn supervise(
     from_children: OwnedFd,
     barrier: OwnedFd,
     go: OwnedFd,
+    before_detach: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     let alive: Vec<Pid> = images.processes.iter().map(|p| p.pid()).collect();
     let helpers: Vec<Pid> = plan.helpers.values().flatten().map(|h| h.pid).collect();
@@ -354,7 +385,7 @@ fn supervise(
     // Every process is attached: let them all jump, and the helpers end.
     release(&go, alive.len() + helpers.len())?;
     drop(go);
-    attached.finish(images)
+    attached.finish(images, before_detach)
 }
 
 /// Writes one byte per waiting process.

@@ -383,6 +383,13 @@ pub fn inject_packet(packet: &[u8], dst: IpAddr, ifindex: Option<u32>) -> Result
         libc::AF_INET6
     };
     let sock = socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW)?;
+    // Through our own network lock, if one is in place.
+    crate::net::set_int_opt(
+        sock.as_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_MARK,
+        LOCK_BYPASS_MARK as i32,
+    )?;
     if let (true, Some(index)) = (dst.is_multicast(), ifindex) {
         if dst.is_ipv4() {
             let req = libc::ip_mreqn {
@@ -560,6 +567,74 @@ pub fn socket_netns(fd: BorrowedFd<'_>) -> Result<u64> {
     Ok(st.st_ino)
 }
 
+/// `TCP_REPAIR` values.
+pub const TCP_REPAIR_ON: i32 = 1;
+/// Leaves repair mode and sends a window probe (the peer answers with where it is).
+pub const TCP_REPAIR_OFF: i32 = 0;
+/// Leaves repair mode without a window probe.
+pub const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+/// Repair queues (`TCP_REPAIR_QUEUE`).
+pub const TCP_RECV_QUEUE: i32 = 1;
+/// The send queue.
+pub const TCP_SEND_QUEUE: i32 = 2;
+/// Neither queue.
+pub const TCP_NO_QUEUE: i32 = 0;
+/// TCP socket options of repair mode (`linux/tcp.h`).
+pub const TCP_REPAIR: i32 = 19;
+/// Which queue `TCP_QUEUE_SEQ` and send/recv act on.
+pub const TCP_REPAIR_QUEUE: i32 = 20;
+/// The sequence number of the selected queue.
+pub const TCP_QUEUE_SEQ: i32 = 21;
+/// Options negotiated at connection setup (`struct tcp_repair_opt` list).
+pub const TCP_REPAIR_OPTIONS: i32 = 22;
+/// The timestamp clock of the connection.
+pub const TCP_TIMESTAMP: i32 = 24;
+/// Window state (`struct tcp_repair_window`).
+pub const TCP_REPAIR_WINDOW: i32 = 29;
+/// Packets of ours the network lock lets through (CRIU's `SOCCR_MARK`).
+pub const LOCK_BYPASS_MARK: u32 = 0xC114;
+
+/// Bytes of the send queue not sent yet (`SIOCOUTQNSD`).
+pub fn unsent_bytes(fd: BorrowedFd<'_>) -> Result<u32> {
+    const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCOUTQNSD, &mut n) };
+    Errno::result(r.into()).map(|_| n as u32)
+}
+
+/// Reads up to `max` bytes without consuming them and without waiting (`MSG_PEEK`; in TCP
+/// repair mode, from the queue selected with `TCP_REPAIR_QUEUE`).
+pub fn recv_peek(fd: BorrowedFd<'_>, max: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    // SAFETY: recv writes at most buf.len() bytes.
+    let r = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let n = Errno::result(r as libc::c_long)? as usize;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `send` without waiting; returns how much was taken.
+pub fn send(fd: BorrowedFd<'_>, data: &[u8]) -> Result<usize> {
+    // SAFETY: send reads data.len() bytes.
+    let r = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    Errno::result(r as libc::c_long).map(|n| n as usize)
+}
+
 /// The index of network interface `name`.
 pub fn if_index(name: &str) -> Result<u32> {
     let c = std::ffi::CString::new(name).map_err(|_| Errno(libc::EINVAL))?;
@@ -577,6 +652,11 @@ pub enum Scope {
     V4,
     /// IPv6 sockets.
     V6,
+    /// IPv4 sockets that can send multicast (not TCP: an accepted TCP socket shows the
+    /// SYN's TTL as its multicast TTL, and refuses to have one set).
+    V4Mcast,
+    /// IPv6 sockets that can send multicast.
+    V6Mcast,
     /// TCP.
     Tcp,
     /// UDP (not UDP-lite).
@@ -598,6 +678,8 @@ impl Scope {
             Scope::All => true,
             Scope::V4 => family == libc::AF_INET,
             Scope::V6 => family == libc::AF_INET6,
+            Scope::V4Mcast => family == libc::AF_INET && kind != libc::SOCK_STREAM,
+            Scope::V6Mcast => family == libc::AF_INET6 && kind != libc::SOCK_STREAM,
             Scope::Tcp => kind == libc::SOCK_STREAM,
             Scope::Udp => kind == libc::SOCK_DGRAM && protocol == libc::IPPROTO_UDP,
             Scope::UdpLite => kind == libc::SOCK_DGRAM && protocol == libc::IPPROTO_UDPLITE,
@@ -692,17 +774,37 @@ pub const OPTIONS: &[SockOpt] = &[
         Scope::V4,
     ),
     opt(libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE, 4, Scope::V4),
-    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_IF, 4, Scope::V4),
-    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, 4, Scope::V4),
-    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 4, Scope::V4),
-    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 4, Scope::V4),
+    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_IF, 4, Scope::V4Mcast),
+    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, 4, Scope::V4Mcast),
+    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 4, Scope::V4Mcast),
+    opt(libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, 4, Scope::V4Mcast),
     opt(libc::SOL_SOCKET, libc::SO_PRIORITY, 4, Scope::All),
     opt(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 4, Scope::V6),
     opt(libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 4, Scope::V6),
-    opt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, 4, Scope::V6),
-    opt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, 4, Scope::V6),
-    opt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 4, Scope::V6),
-    opt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL, 4, Scope::V6),
+    opt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_IF,
+        4,
+        Scope::V6Mcast,
+    ),
+    opt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_HOPS,
+        4,
+        Scope::V6Mcast,
+    ),
+    opt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_LOOP,
+        4,
+        Scope::V6Mcast,
+    ),
+    opt(
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MULTICAST_ALL,
+        4,
+        Scope::V6Mcast,
+    ),
     opt(libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 4, Scope::V6),
     opt(libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, 4, Scope::V6),
     opt(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 4, Scope::V6),

@@ -30,6 +30,7 @@ pub mod inet;
 pub mod ipc;
 pub mod mem;
 pub mod net;
+pub mod netlock;
 pub mod probe;
 pub mod proc;
 pub mod process;

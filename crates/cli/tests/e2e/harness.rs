@@ -135,6 +135,8 @@ pub struct Start<'a> {
     /// Append the test's scratch directory as the last argument (fixtures that create
     /// files take it).
     pub dir_arg: bool,
+    /// Run inside this network namespace (`ip netns exec`, which execs: same pid).
+    pub netns: Option<&'a str>,
 }
 
 impl<'a> Start<'a> {
@@ -144,6 +146,7 @@ impl<'a> Start<'a> {
             args: &[],
             no_setsid: false,
             dir_arg: false,
+            netns: None,
         }
     }
 
@@ -164,7 +167,14 @@ pub fn start(scratch: &Scratch, how: Start<'_>) -> Running {
     let _ = std::fs::remove_file(&verdict);
     let (ready_r, ready_w) = std::io::pipe().expect("pipe");
     let log_file = log_file(&log);
-    let mut cmd = Command::new(&bin);
+    let mut cmd = match how.netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
     cmd.arg(&verdict).args(how.args);
     if how.dir_arg {
         cmd.arg(&scratch.path);
@@ -481,11 +491,23 @@ pub fn leave_running_then_restore(test: &str, how: Start<'_>) {
 
 /// [`leave_running_then_restore`] with the restore done by `restore_with`.
 pub fn leave_running_then(test: &str, how: Start<'_>, restore_with: impl FnOnce(&Path)) {
+    leave_running_then_with(test, how, &[], restore_with);
+}
+
+/// [`leave_running_then`] with extra dump options.
+pub fn leave_running_then_with(
+    test: &str,
+    how: Start<'_>,
+    dump_opts: &[&str],
+    restore_with: impl FnOnce(&Path),
+) {
     let _serial = setup();
     let scratch = Scratch::new(test);
     let mut run = start(&scratch, how);
     let images = scratch.join("images");
-    dump(run.pid, &images, &["--leave-running"]);
+    let mut opts = vec!["--leave-running"];
+    opts.extend_from_slice(dump_opts);
+    dump(run.pid, &images, &opts);
     let mut tree = descendants(run.pid);
     tree.push(run.pid);
     for pid in tree {

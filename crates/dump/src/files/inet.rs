@@ -9,21 +9,59 @@
 //! BPF filter and the multicast memberships (found by asking the socket about each group
 //! the host's interfaces have joined). Queued UDP datagrams are peeked at with
 //! `SO_PEEK_OFF` (the process's offset put back) with their source address.
+//!
+//! TCP connections (with `--tcp-established`, as CRIU): the connection is locked first
+//! (no packet in or out, see [`stasis_sys::netlock`]), then put in repair mode (`TCP_REPAIR`), which
+//! shows its sequence numbers, negotiated options, window and both queues (sent and
+//! unsent bytes alike) without changing anything; `tcp-stream-INO.img` gets them. The
+//! connection stays in repair mode so the kill closes it without a packet; a tree that
+//! goes on running (or a failed dump) gets its connections back out of repair mode and
+//! unlocked.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use stasis_images::pb;
+use stasis_images::{ImageDir, ImageKind, pb};
 use stasis_sys::inet::{self, InetDiag};
-use stasis_sys::net;
+use stasis_sys::netlock::NetLock;
+use stasis_sys::{Pid, net};
 
-use super::{Fd, FileTable};
+use super::{Fd, FileOptions, FileTable};
 use crate::error::{Result, SysContext};
 
 const TCP_ESTABLISHED: u32 = 1;
+const TCP_SYN_SENT: u32 = 2;
+const TCP_FIN_WAIT1: u32 = 4;
+const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
+const TCP_CLOSE_WAIT: u32 = 8;
+const TCP_LAST_ACK: u32 = 9;
 const TCP_LISTEN: u32 = 10;
+const TCP_CLOSING: u32 = 11;
+
+/// Whether a TCP state is one of a connection, saved with its repair state.
+fn is_connection(state: u32) -> bool {
+    matches!(
+        state,
+        TCP_ESTABLISHED
+            | TCP_FIN_WAIT1
+            | TCP_FIN_WAIT2
+            | TCP_CLOSE_WAIT
+            | TCP_LAST_ACK
+            | TCP_CLOSING
+    )
+}
+
+/// A TCP connection in repair mode: whose, which fd, our copy, its `SO_REUSEADDR`
+/// (leaving repair mode resets it).
+#[derive(Debug)]
+struct Repaired {
+    pid: Pid,
+    fd: i32,
+    sock: std::os::fd::OwnedFd,
+    reuseaddr: bool,
+}
 
 /// The values of [`inet::OPTIONS`] for one socket (`None`: not an option it has).
 type OptionValues = Vec<Option<Vec<u8>>>;
@@ -39,6 +77,179 @@ pub(crate) struct InetSockets {
     groups: Option<Vec<(String, u32, IpAddr)>>,
     /// Queued datagrams: entry and bytes.
     pub queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
+    /// The network lock of the connections saved.
+    lock: Option<NetLock>,
+    /// Connections in repair mode.
+    repaired: Vec<Repaired>,
+    /// Connection states: socket inode, entry, receive and send queue bytes.
+    streams: Vec<(u32, pb::TcpStreamEntry, Vec<u8>, Vec<u8>)>,
+}
+
+impl InetSockets {
+    /// Takes the connections out of repair mode and lifts the lock, for a tree that goes
+    /// on running or a dump that failed. Errors are logged: there is nothing else to do.
+    pub fn release_connections(&mut self) {
+        if let Some(lock) = &mut self.lock
+            && let Err(e) = lock.unlock()
+        {
+            log::error!("network unlock: {e}");
+        }
+        for r in self.repaired.drain(..) {
+            let fd = r.sock.as_fd();
+            let off = net::set_int_opt(
+                fd,
+                libc::IPPROTO_TCP,
+                inet::TCP_REPAIR,
+                inet::TCP_REPAIR_OFF,
+            )
+            .and_then(|()| {
+                net::set_int_opt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    i32::from(r.reuseaddr),
+                )
+            });
+            if let Err(e) = off {
+                log::error!("process {}: fd {}: leave TCP repair mode: {e}", r.pid, r.fd);
+            }
+        }
+    }
+
+    /// Writes `tcp-stream-INO.img` of every connection.
+    pub fn write_streams(&self, dir: &ImageDir) -> Result<()> {
+        for (ino, e, inq, outq) in &self.streams {
+            let mut w = dir.create(ImageKind::TcpStream, u64::from(*ino))?;
+            w.write(e)?;
+            w.write_raw(inq)?;
+            w.write_raw(outq)?;
+            w.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks the connection at `f`, puts it in repair mode and reads its state.
+fn dump_connection(
+    table: &mut FileTable,
+    f: &Fd,
+    local: SocketAddr,
+    peer: SocketAddr,
+    state: u32,
+    reuseaddr: bool,
+    opts: FileOptions,
+) -> Result<()> {
+    let fd = f.file.as_fd();
+    let what = |s: &str| format!("fd {}: {s}", f.fd);
+    table
+        .inet
+        .lock
+        .get_or_insert_with(|| NetLock::new(opts.network_lock, opts.root))
+        .lock(local, peer)
+        .map_err(|e| f.unsupported(format!("cannot lock the connection to {peer}: {e}")))?;
+    let sock = f
+        .file
+        .try_clone()
+        .map_err(|e| f.unsupported(format!("dup of the socket: {e}")))?;
+    net::set_int_opt(fd, libc::IPPROTO_TCP, inet::TCP_REPAIR, inet::TCP_REPAIR_ON)
+        .ctx(f.pid, || what("enter TCP repair mode"))?;
+    table.inet.repaired.push(Repaired {
+        pid: f.pid,
+        fd: f.fd,
+        sock,
+        reuseaddr,
+    });
+    let info = inet::get_opt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 24)
+        .ctx(f.pid, || what("TCP_INFO"))?;
+    let (options, wscale) = (
+        info.get(5).copied().unwrap_or(0),
+        info.get(6).copied().unwrap_or(0),
+    );
+    let snd_mss = info
+        .get(16..20)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let mut outq_len = stasis_sys::fds::bytes_unsent(fd).ctx(f.pid, || what("SIOCOUTQ"))?;
+    let mut unsq_len = inet::unsent_bytes(fd).ctx(f.pid, || what("SIOCOUTQNSD"))?;
+    let inq_len = stasis_sys::fds::bytes_readable(fd).ctx(f.pid, || what("SIOCINQ"))?;
+    // A FIN we queued takes a sequence number but is no data.
+    if matches!(
+        state,
+        TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSING | TCP_LAST_ACK
+    ) {
+        outq_len = outq_len.saturating_sub(1);
+        unsq_len = unsq_len.saturating_sub(1);
+    }
+    let int = |name: i32, label: &str| {
+        net::get_int_opt(fd, libc::IPPROTO_TCP, name).ctx(f.pid, || what(label))
+    };
+    let mss_clamp = int(libc::TCP_MAXSEG, "TCP_MAXSEG")? as u32;
+    const TCPI_OPT_TIMESTAMPS: u8 = 1;
+    const TCPI_OPT_WSCALE: u8 = 4;
+    let timestamp = if options & TCPI_OPT_TIMESTAMPS != 0 {
+        Some(int(inet::TCP_TIMESTAMP, "TCP_TIMESTAMP")? as u32)
+    } else {
+        None
+    };
+    let window = inet::get_opt_bytes(fd, libc::IPPROTO_TCP, inet::TCP_REPAIR_WINDOW, 20)
+        .ctx(f.pid, || what("TCP_REPAIR_WINDOW"))?;
+    if window.len() != 20 {
+        return Err(f.unsupported("TCP_REPAIR_WINDOW gives a short answer"));
+    }
+    let w = |i: usize| u32::from_ne_bytes([window[i], window[i + 1], window[i + 2], window[i + 3]]);
+    let queue = |q: i32, len: u32, label: &str| -> Result<(u32, Vec<u8>)> {
+        net::set_int_opt(fd, libc::IPPROTO_TCP, inet::TCP_REPAIR_QUEUE, q)
+            .ctx(f.pid, || what(label))?;
+        let seq = net::get_int_opt(fd, libc::IPPROTO_TCP, inet::TCP_QUEUE_SEQ)
+            .ctx(f.pid, || what(label))? as u32;
+        // One byte more than expected: the queue must hold exactly `len`.
+        let data = if len > 0 {
+            inet::recv_peek(fd, len as usize + 1).ctx(f.pid, || what(label))?
+        } else {
+            Vec::new()
+        };
+        if data.len() != len as usize {
+            return Err(f.unsupported(format!(
+                "its {label} holds {} bytes, {len} expected",
+                data.len()
+            )));
+        }
+        Ok((seq, data))
+    };
+    let (inq_seq, inq) = queue(inet::TCP_RECV_QUEUE, inq_len, "receive queue")?;
+    let (outq_seq, outq) = queue(inet::TCP_SEND_QUEUE, outq_len, "send queue")?;
+    net::set_int_opt(
+        fd,
+        libc::IPPROTO_TCP,
+        inet::TCP_REPAIR_QUEUE,
+        inet::TCP_NO_QUEUE,
+    )
+    .ctx(f.pid, || what("deselect the repair queue"))?;
+    let ws = u32::from(options & TCPI_OPT_WSCALE != 0);
+    let entry = pb::TcpStreamEntry {
+        inq_len,
+        inq_seq,
+        outq_len,
+        outq_seq,
+        opt_mask: u32::from(options),
+        snd_wscale: u32::from(wscale & 0xf) * ws,
+        mss_clamp,
+        rcv_wscale: (ws != 0).then_some(u32::from(wscale >> 4)),
+        timestamp,
+        cork: None,
+        nodelay: None,
+        unsq_len: Some(unsq_len),
+        snd_wl1: Some(w(0)),
+        snd_wnd: Some(w(4)),
+        max_window: Some(w(8)),
+        rcv_wnd: Some(w(12)),
+        rcv_wup: Some(w(16)),
+        stasis_snd_mss: snd_mss,
+    };
+    table
+        .inet
+        .streams
+        .push((f.st.st_ino as u32, entry, inq, outq));
+    Ok(())
 }
 
 fn int_opt(f: &Fd, level: i32, name: i32) -> Result<i32> {
@@ -200,7 +411,12 @@ fn queue(f: &Fd, id: u32) -> Result<Vec<(pb::SkPacketEntry, Vec<u8>)>> {
 }
 
 /// An IPv4 or IPv6 socket open at `f`; returns its file id.
-pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<u32> {
+pub(crate) fn dump_socket(
+    table: &mut FileTable,
+    f: &Fd,
+    family: i32,
+    opts: FileOptions,
+) -> Result<u32> {
     let fd = f.file.as_fd();
     let own_ns = stasis_sys::fs::stat("/proc/self/ns/net".as_ref())
         .ctx(f.pid, || "stat of our network namespace".into())?
@@ -260,26 +476,45 @@ pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<
         known.get(&ino).cloned()
     };
     let mut backlog = 0;
+    let connection = kind == libc::SOCK_STREAM && is_connection(state);
     match state {
         TCP_LISTEN => {
             let Some(d) = &diag else {
                 return Err(f.unsupported("a listening socket sock_diag does not know"));
             };
-            if d.rqueue > 0 {
+            if d.rqueue > 0 && !opts.skip_in_flight {
                 return Err(f.unsupported(format!(
-                    "{} connections wait in its accept queue; in-flight connections are not \
-                     supported",
+                    "{} connections wait in its accept queue; in-flight connections cannot \
+                     be saved (--skip-in-flight leaves them behind)",
                     d.rqueue
                 )));
+            }
+            if d.rqueue > 0 {
+                log::warn!(
+                    "process {}: fd {}: {} connections waiting to be accepted are left behind \
+                     (--skip-in-flight)",
+                    f.pid,
+                    f.fd,
+                    d.rqueue
+                );
             }
             backlog = d.wqueue;
         }
         TCP_CLOSE => {}
         TCP_ESTABLISHED if kind != libc::SOCK_STREAM => {}
-        _ => {
+        _ if connection && !opts.tcp_established => {
             return Err(f.unsupported(format!(
-                "TCP connections (state {state}) are not supported yet"
+                "a TCP connection with {} (state {state}); dump with --tcp-established to \
+                 save it",
+                peer.map_or_else(|| "?".into(), |p| p.to_string())
             )));
+        }
+        _ if connection && peer.is_some() => {}
+        TCP_SYN_SENT => {
+            return Err(f.unsupported("a TCP connection being set up (SYN sent) cannot be saved"));
+        }
+        _ => {
+            return Err(f.unsupported(format!("TCP sockets in state {state} are not supported")));
         }
     }
     if kind == libc::SOCK_DGRAM
@@ -291,7 +526,8 @@ pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<
             "it is corked (UDP_CORK) with data waiting to be sent; that data cannot be read",
         ));
     }
-    let opts = sk_opts(f)?;
+    let sk = sk_opts(f)?;
+    let reuseaddr = sk.reuseaddr == Some(true);
     // The table options that differ from a fresh socket's.
     let fresh = match table.inet.fresh.get(&(family, kind, proto)) {
         Some(v) => v.clone(),
@@ -308,6 +544,12 @@ pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<
     let stasis_opts = inet::OPTIONS
         .iter()
         .zip(ours.into_iter().zip(fresh))
+        // A connection's segment size and window clamp are its own, set by repair.
+        .filter(|(o, _)| {
+            !(connection
+                && o.level == libc::IPPROTO_TCP
+                && (o.name == libc::TCP_MAXSEG || o.name == libc::TCP_WINDOW_CLAMP))
+        })
         .filter_map(|(o, (v, fresh))| {
             let v = v?;
             (Some(&v) != fresh.as_ref()).then_some(pb::StasisSockoptEntry {
@@ -392,7 +634,7 @@ pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<
             src_addr: addr_words(local.ip()),
             dst_addr: addr_words(dst.ip()),
             fown: Some(fown),
-            opts: Some(opts),
+            opts: Some(sk),
             v6only,
             ip_opts: Some(ip_opts),
             ifname: None,
@@ -403,7 +645,9 @@ pub(crate) fn dump_socket(table: &mut FileTable, f: &Fd, family: i32) -> Result<
             stasis_mcast,
         });
     });
-    if kind == libc::SOCK_DGRAM && !ping {
+    if let (true, Some(peer)) = (connection, peer) {
+        dump_connection(table, f, local, peer, state, reuseaddr, opts)?;
+    } else if kind == libc::SOCK_DGRAM && !ping {
         let q = queue(f, id)?;
         table.inet.queues.extend(q);
     } else if kind != libc::SOCK_STREAM && inet_inq(fd) > 0 {

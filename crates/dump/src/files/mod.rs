@@ -117,6 +117,16 @@ pub struct FileOptions {
     /// The tree has an IPC namespace of its own, whose objects are saved: its SysV shared
     /// memory attaches can be restored.
     pub private_ipc: bool,
+    /// `--tcp-established`: TCP connections are saved (in repair mode, network locked);
+    /// without it a tree with one is refused.
+    pub tcp_established: bool,
+    /// `--skip-in-flight`: connections waiting in a TCP listener's accept queue are left
+    /// behind (their clients see them reset) instead of refusing the dump.
+    pub skip_in_flight: bool,
+    /// `--network-lock`: how connections are kept from the network while saved.
+    pub network_lock: stasis_sys::netlock::Method,
+    /// The tree's root (names the network lock).
+    pub root: Pid,
 }
 
 /// Everything known about one fd while it is dumped.
@@ -354,7 +364,7 @@ impl FileTable {
             return Ok((T::Pipe, pipe::dump_pipe(self, f)?));
         }
         if f.link.starts_with("socket:[") {
-            return self.dump_socket(f);
+            return self.dump_socket(f, opts);
         }
         if !f.link.starts_with('/') {
             // Namespace files (net:[...]), BPF objects, ...
@@ -387,11 +397,14 @@ impl FileTable {
     pub fn undo(&mut self) {
         self.ghosts.remove_links();
         self.ttys.put_back();
+        self.inet.release_connections();
     }
 
-    /// Puts the terminals' bytes in flight back, for a tree that goes on running.
-    pub fn put_back_ttys(&mut self) {
+    /// Puts the terminals' bytes in flight back and gives the TCP connections back to
+    /// the kernel, for a tree that goes on running.
+    pub fn put_back(&mut self) {
         self.ttys.put_back();
+        self.inet.release_connections();
     }
 
     /// Every pidfd must refer to a process of the tree (or to none: a dead process).
@@ -421,6 +434,7 @@ impl FileTable {
         self.ttys.write(dir)?;
         self.locks.write(dir)?;
         self.sockets.write(dir, &self.inet.queues)?;
+        self.inet.write_streams(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
         self.memfds.write(dir)?;
@@ -474,13 +488,16 @@ fn owner(pid: Pid, file: std::os::fd::BorrowedFd<'_>) -> Result<pb::FownEntry> {
 
 impl FileTable {
     /// A socket, by its address family.
-    fn dump_socket(&mut self, f: &Fd) -> Result<(pb::FdTypes, u32)> {
+    fn dump_socket(&mut self, f: &Fd, opts: FileOptions) -> Result<(pb::FdTypes, u32)> {
         let domain = net::get_int_opt(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)
             .ctx(f.pid, || format!("fd {}: getsockopt(SO_DOMAIN)", f.fd))?;
         let family = match domain {
             libc::AF_UNIX => return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, f)?)),
             libc::AF_INET | libc::AF_INET6 => {
-                return Ok((pb::FdTypes::Inetsk, inet::dump_socket(self, f, domain)?));
+                return Ok((
+                    pb::FdTypes::Inetsk,
+                    inet::dump_socket(self, f, domain, opts)?,
+                ));
             }
             libc::AF_NETLINK => "AF_NETLINK",
             libc::AF_PACKET => "AF_PACKET",

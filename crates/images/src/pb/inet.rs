@@ -164,3 +164,64 @@ pub struct InetSkEntry {
     #[prost(message, repeated, tag = "1001")]
     pub stasis_mcast: Vec<StasisMcastEntry>,
 }
+
+/// A TCP connection's state for `TCP_REPAIR` (`tcp-stream-INO.img`); the receive queue's
+/// bytes and then the send queue's follow it.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct TcpStreamEntry {
+    /// Bytes received, not read yet.
+    #[prost(uint32, required, tag = "1")]
+    pub inq_len: u32,
+    /// `rcv_nxt`: the sequence number after the receive queue.
+    #[prost(uint32, required, tag = "2")]
+    pub inq_seq: u32,
+    /// Bytes in the send queue, sent or not.
+    #[prost(uint32, required, tag = "3")]
+    pub outq_len: u32,
+    /// `write_seq`: the sequence number after the send queue.
+    #[prost(uint32, required, tag = "4")]
+    pub outq_seq: u32,
+    /// `TCPI_OPT_*` bits negotiated.
+    #[prost(uint32, required, tag = "5")]
+    pub opt_mask: u32,
+    /// Send window scale.
+    #[prost(uint32, required, tag = "6")]
+    pub snd_wscale: u32,
+    /// MSS clamp.
+    #[prost(uint32, required, tag = "7")]
+    pub mss_clamp: u32,
+    /// Receive window scale.
+    #[prost(uint32, optional, tag = "8")]
+    pub rcv_wscale: Option<u32>,
+    /// The connection's timestamp clock.
+    #[prost(uint32, optional, tag = "9")]
+    pub timestamp: Option<u32>,
+    /// Deprecated: `TCP_CORK` (in `tcp_opts` now).
+    #[prost(bool, optional, tag = "10")]
+    pub cork: Option<bool>,
+    /// Deprecated: `TCP_NODELAY`.
+    #[prost(bool, optional, tag = "11")]
+    pub nodelay: Option<bool>,
+    /// Bytes of the send queue never sent.
+    #[prost(uint32, optional, tag = "12")]
+    pub unsq_len: Option<u32>,
+    /// `snd_wl1`.
+    #[prost(uint32, optional, tag = "13")]
+    pub snd_wl1: Option<u32>,
+    /// `snd_wnd`.
+    #[prost(uint32, optional, tag = "14")]
+    pub snd_wnd: Option<u32>,
+    /// `max_window`.
+    #[prost(uint32, optional, tag = "15")]
+    pub max_window: Option<u32>,
+    /// `rcv_wnd`.
+    #[prost(uint32, optional, tag = "16")]
+    pub rcv_wnd: Option<u32>,
+    /// `rcv_wup`.
+    #[prost(uint32, optional, tag = "17")]
+    pub rcv_wup: Option<u32>,
+    /// stasis: the segment size in use (`tcpi_snd_mss`), which the kernel computed once,
+    /// at connection setup.
+    #[prost(uint32, optional, tag = "1000")]
+    pub stasis_snd_mss: Option<u32>,
+}

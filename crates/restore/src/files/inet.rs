@@ -5,19 +5,111 @@
 //! again by handing the local stack packets with the original source address through a
 //! raw socket, right after the socket is made, so no other socket of the tree exists yet
 //! to take them.
+//!
+//! A TCP connection (`--tcp-established` at dump) is rebuilt in repair mode (`TCP_REPAIR`,
+//! the kernel's interface for exactly this): bound and "connected" without a packet,
+//! sequence numbers, negotiated options, timestamp clock, window, and both queues put
+//! back (the part of the send queue never sent goes as ordinary data); a FIN received or
+//! sent is replayed (ours by `shutdown`, the peer's as a packet handed to the stack).
+//! Repair mode is left for every connection at once, once the whole tree is ready
+//! ([`TcpRepaired::release`]), after the network lock of the dump is lifted.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use stasis_images::pb;
+use stasis_images::{ImageDir, ImageKind, pb};
 use stasis_sys::{Pid, inet, net};
 
 use super::OpenCtx;
 use crate::error::{RestoreError, Result, SysContext, invalid};
 
 const TCP_ESTABLISHED: u32 = 1;
+const TCP_FIN_WAIT1: u32 = 4;
+const TCP_FIN_WAIT2: u32 = 5;
 const TCP_CLOSE: u32 = 7;
+const TCP_CLOSE_WAIT: u32 = 8;
+const TCP_LAST_ACK: u32 = 9;
 const TCP_LISTEN: u32 = 10;
+const TCP_CLOSING: u32 = 11;
+const TCPI_OPT_TIMESTAMPS: u32 = 1;
+const TCPI_OPT_SACK: u32 = 2;
+const TCPI_OPT_WSCALE: u32 = 4;
+/// TCP option kinds for `TCP_REPAIR_OPTIONS`.
+const TCPOPT_MAXSEG: u32 = 2;
+const TCPOPT_WINDOW: u32 = 3;
+const TCPOPT_SACK_PERM: u32 = 4;
+const TCPOPT_TIMESTAMP: u32 = 8;
+
+/// A TCP connection's saved state and its two queues.
+pub type TcpStream = (pb::TcpStreamEntry, Vec<u8>, Vec<u8>);
+
+/// Whether a TCP state is one of a connection (saved with its repair state).
+pub fn is_connection(state: u32) -> bool {
+    matches!(
+        state,
+        TCP_ESTABLISHED
+            | TCP_FIN_WAIT1
+            | TCP_FIN_WAIT2
+            | TCP_CLOSE_WAIT
+            | TCP_LAST_ACK
+            | TCP_CLOSING
+    )
+}
+
+/// Reads the `tcp-stream-INO.img` of every TCP connection among `files`.
+pub fn load_streams(
+    dir: &ImageDir,
+    files: &std::collections::HashMap<u32, pb::FileEntry>,
+) -> Result<std::collections::HashMap<u32, TcpStream>> {
+    let mut out = std::collections::HashMap::new();
+    for e in files.values().filter_map(|f| f.isk.as_ref()) {
+        if e.r#type as i32 != libc::SOCK_STREAM || !is_connection(e.state) {
+            continue;
+        }
+        let mut r = dir.open_image(ImageKind::TcpStream, u64::from(e.ino))?;
+        let s: pb::TcpStreamEntry = r.expect()?;
+        let inq = r.read_payload(u64::from(s.inq_len))?;
+        let outq = r.read_payload(u64::from(s.outq_len))?;
+        if s.unsq_len.unwrap_or(0) > s.outq_len {
+            return Err(invalid(
+                ImageKind::TcpStream.file_name(u64::from(e.ino)),
+                "more unsent bytes than bytes in the send queue",
+            ));
+        }
+        out.insert(e.ino, (s, inq, outq));
+    }
+    Ok(out)
+}
+
+/// A connection left in repair mode until the whole tree is ready.
+#[derive(Debug)]
+pub struct TcpRepaired {
+    pid: Pid,
+    fd: OwnedFd,
+    reuseaddr: bool,
+    what: String,
+}
+
+impl TcpRepaired {
+    /// Leaves repair mode (the kernel sends a window probe, which the peer answers with
+    /// where it is) and gives back `SO_REUSEADDR`, which leaving repair mode resets.
+    pub fn release(&self) -> Result<()> {
+        net::set_int_opt(
+            self.fd.as_fd(),
+            libc::IPPROTO_TCP,
+            inet::TCP_REPAIR,
+            inet::TCP_REPAIR_OFF,
+        )
+        .ctx(self.pid, || format!("{}: leave TCP repair mode", self.what))?;
+        net::set_int_opt(
+            self.fd.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            i32::from(self.reuseaddr),
+        )
+        .ctx(self.pid, || format!("{}: SO_REUSEADDR", self.what))
+    }
+}
 /// `SOCK_SNDBUF_LOCK` / `SOCK_RCVBUF_LOCK`: the size was set by the program.
 const SNDBUF_LOCK: u32 = 1;
 const RCVBUF_LOCK: u32 = 2;
@@ -52,7 +144,11 @@ fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 /// The description of inet socket `e`.
-pub(crate) fn open(cx: &OpenCtx<'_>, e: &pb::InetSkEntry) -> Result<OwnedFd> {
+pub(crate) fn open(
+    cx: &OpenCtx<'_>,
+    e: &pb::InetSkEntry,
+    repaired: &mut Vec<TcpRepaired>,
+) -> Result<OwnedFd> {
     let pid = cx.pid;
     let what = format!("inet socket:[{}]", e.ino);
     let bad = |reason: String| invalid("files.img", format!("{what}: {reason}"));
@@ -65,8 +161,19 @@ pub(crate) fn open(cx: &OpenCtx<'_>, e: &pb::InetSkEntry) -> Result<OwnedFd> {
     let peer = addr(e.family, &e.dst_addr, e.dst_port)
         .ok_or_else(|| bad("a malformed remote address".into()))?;
     let (kind, proto) = (e.r#type as i32, e.proto as i32);
+    let stream = if kind == libc::SOCK_STREAM && is_connection(e.state) {
+        Some(cx.images.file_data.tcp_streams.get(&e.ino).ok_or_else(|| {
+            invalid(
+                ImageKind::TcpStream.file_name(u64::from(e.ino)),
+                format!("{what}: the connection's state is missing"),
+            )
+        })?)
+    } else {
+        None
+    };
     match (kind, e.state) {
         (libc::SOCK_STREAM, TCP_LISTEN | TCP_CLOSE) => {}
+        (libc::SOCK_STREAM, _) if stream.is_some() => {}
         (libc::SOCK_DGRAM | libc::SOCK_RAW, TCP_ESTABLISHED | TCP_CLOSE) => {}
         (_, state) => {
             return Err(RestoreError::Unsupported {
@@ -79,6 +186,25 @@ pub(crate) fn open(cx: &OpenCtx<'_>, e: &pb::InetSkEntry) -> Result<OwnedFd> {
     let sock = inet::socket(family, kind, proto).ctx(pid, || format!("create {what}"))?;
     let fd = sock.as_fd();
     set_options(pid, fd, e, &what)?;
+    if let Some(stream) = stream {
+        repair(pid, fd, e, local, peer, stream, &what)?;
+        let keep = sock
+            .try_clone()
+            .map_err(|err| RestoreError::Other(format!("process {pid}: dup {what}: {err}")))?;
+        repaired.push(TcpRepaired {
+            pid,
+            fd: keep,
+            reuseaddr: e.opts.as_ref().and_then(|o| o.reuseaddr) == Some(true),
+            what: what.clone(),
+        });
+        return cx.finish(
+            sock,
+            e.flags,
+            libc::O_NONBLOCK | libc::O_ASYNC,
+            e.fown.as_ref(),
+            &what,
+        );
+    }
     if local.port() != 0 || !local.ip().is_unspecified() {
         // The port of a dead listener may still have connections in TIME_WAIT: a TCP
         // socket binds with SO_REUSEADDR, set back afterwards (as CRIU does).
@@ -230,6 +356,291 @@ fn set_options(pid: Pid, fd: BorrowedFd<'_>, e: &pb::InetSkEntry, what: &str) ->
     Ok(())
 }
 
+/// Rebuilds a TCP connection in repair mode (left in it; see [`TcpRepaired`]).
+fn repair(
+    pid: Pid,
+    fd: BorrowedFd<'_>,
+    e: &pb::InetSkEntry,
+    local: SocketAddr,
+    peer: SocketAddr,
+    (st, inq, outq): &TcpStream,
+    what: &str,
+) -> Result<()> {
+    let state = e.state;
+    let bit = |states: &[u32]| states.contains(&state);
+    // Which FINs the connection has seen: ours queued first (we closed first), the
+    // peer's received, ours queued after it (we closed second), and which were acked.
+    let sndq_first_fin = bit(&[TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSING]);
+    let sndq_second_fin = bit(&[TCP_LAST_ACK, TCP_CLOSE]);
+    let sndq_fin_acked = bit(&[TCP_FIN_WAIT2, TCP_CLOSE]);
+    let rcvq_fin = bit(&[TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_CLOSE, TCP_CLOSING]);
+    let rcvq_fin_acked = bit(&[TCP_CLOSE]);
+    let set = |level: i32, name: i32, v: i32, label: &str| {
+        net::set_int_opt(fd, level, name, v).ctx(pid, || format!("{what}: {label}"))
+    };
+    let tcp = |name: i32, v: i32, label: &str| set(libc::IPPROTO_TCP, name, v, label);
+    tcp(
+        inet::TCP_REPAIR,
+        inet::TCP_REPAIR_ON,
+        "enter TCP repair mode",
+    )?;
+    // Room for the queues whatever the buffer sizes; the saved ones are set again after.
+    set(
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        1 << 30,
+        "SO_SNDBUFFORCE",
+    )?;
+    set(
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        1 << 30,
+        "SO_RCVBUFFORCE",
+    )?;
+    // Repair mode binds over anything (the dead original's port included).
+    inet::bind(fd, &local).ctx(pid, || format!("bind {what} to {local}"))?;
+    let mut inq_seq = st.inq_seq;
+    let mut outq_seq = st.outq_seq;
+    if rcvq_fin {
+        inq_seq = inq_seq.wrapping_sub(1);
+    }
+    if sndq_first_fin || sndq_second_fin {
+        outq_seq = outq_seq.wrapping_sub(1);
+    }
+    let queue_seq = |queue: i32, seq: u32, label: &str| -> Result<()> {
+        tcp(inet::TCP_REPAIR_QUEUE, queue, label)?;
+        tcp(inet::TCP_QUEUE_SEQ, seq as i32, label)
+    };
+    queue_seq(
+        inet::TCP_RECV_QUEUE,
+        inq_seq.wrapping_sub(st.inq_len),
+        "receive sequence number",
+    )?;
+    queue_seq(
+        inet::TCP_SEND_QUEUE,
+        outq_seq.wrapping_sub(st.outq_len),
+        "send sequence number",
+    )?;
+    let window = match (
+        st.snd_wl1,
+        st.snd_wnd,
+        st.max_window,
+        st.rcv_wnd,
+        st.rcv_wup,
+    ) {
+        (Some(a), Some(b), Some(c), Some(d), Some(e)) => Some([a, b, c, d, e]),
+        _ => None,
+    };
+    let set_window = |w: [u32; 5]| {
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        inet::set_opt_bytes(fd, libc::IPPROTO_TCP, inet::TCP_REPAIR_WINDOW, &bytes)
+    };
+    // The connect computes the segment size once, from the path MTU and the MSS clamp
+    // (a user MSS stands in for it), less the timestamp option if the host uses them; the
+    // clamp negotiated is given after. TCP_MAXSEG takes at most 32767.
+    let ts_len = if tcp_timestamps_on() { 12 } else { 0 };
+    let want = st.stasis_snd_mss.map_or(st.mss_clamp, |m| m + ts_len);
+    let _ = net::set_int_opt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_MAXSEG,
+        want.clamp(88, 32767) as i32,
+    );
+    inet::connect(fd, &peer).ctx(pid, || format!("connect {what} to {peer} (repair mode)"))?;
+    tcp(libc::TCP_MAXSEG, 0, "clear TCP_MAXSEG")?;
+    let mut opts: Vec<(u32, u32)> = Vec::new();
+    if st.opt_mask & TCPI_OPT_SACK != 0 {
+        opts.push((TCPOPT_SACK_PERM, 0));
+    }
+    if st.opt_mask & TCPI_OPT_WSCALE != 0 {
+        let rcv = st.rcv_wscale.unwrap_or(0);
+        opts.push((TCPOPT_WINDOW, st.snd_wscale + (rcv << 16)));
+    }
+    if st.opt_mask & TCPI_OPT_TIMESTAMPS != 0 {
+        opts.push((TCPOPT_TIMESTAMP, 0));
+    }
+    opts.push((TCPOPT_MAXSEG, st.mss_clamp));
+    let bytes: Vec<u8> = opts
+        .iter()
+        .flat_map(|(c, v)| c.to_ne_bytes().into_iter().chain(v.to_ne_bytes()))
+        .collect();
+    inet::set_opt_bytes(fd, libc::IPPROTO_TCP, inet::TCP_REPAIR_OPTIONS, &bytes)
+        .ctx(pid, || format!("{what}: TCP_REPAIR_OPTIONS"))?;
+    if st.opt_mask & TCPI_OPT_TIMESTAMPS != 0 {
+        tcp(
+            inet::TCP_TIMESTAMP,
+            st.timestamp.unwrap_or(0) as i32,
+            "TCP_TIMESTAMP",
+        )?;
+    }
+    // The queues: received bytes, then the sent-but-unacknowledged part of the send
+    // queue in repair mode; the part never sent as ordinary data, out of repair mode.
+    tcp(
+        inet::TCP_REPAIR_QUEUE,
+        inet::TCP_RECV_QUEUE,
+        "select the receive queue",
+    )?;
+    send_all(pid, fd, inq, what, "receive")?;
+    let unsent = st.unsq_len.unwrap_or(0) as usize;
+    let sent = outq.len().saturating_sub(unsent);
+    tcp(
+        inet::TCP_REPAIR_QUEUE,
+        inet::TCP_SEND_QUEUE,
+        "select the send queue",
+    )?;
+    send_all(pid, fd, &outq[..sent], what, "send")?;
+    if unsent > 0 {
+        tcp(
+            inet::TCP_REPAIR,
+            inet::TCP_REPAIR_OFF_NO_WP,
+            "leave repair mode",
+        )?;
+        send_all(pid, fd, &outq[sent..], what, "unsent")?;
+        tcp(
+            inet::TCP_REPAIR,
+            inet::TCP_REPAIR_ON,
+            "enter TCP repair mode",
+        )?;
+    }
+    if let Some([snd_wl1, snd_wnd, max_window, mut rcv_wnd, mut rcv_wup]) = window {
+        if rcvq_fin {
+            // The peer's FIN is replayed below and takes one sequence number.
+            rcv_wup = rcv_wup.wrapping_sub(1);
+            rcv_wnd = rcv_wnd.wrapping_add(1);
+        }
+        set_window([snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup])
+            .ctx(pid, || format!("{what}: TCP_REPAIR_WINDOW"))?;
+    }
+    let fin_in_send_queue = |acked: bool| -> Result<()> {
+        // Selecting the send queue makes the FIN count as sent already.
+        if acked {
+            tcp(
+                inet::TCP_REPAIR_QUEUE,
+                inet::TCP_SEND_QUEUE,
+                "select the send queue",
+            )?;
+        }
+        net::shutdown(fd, libc::SHUT_WR).ctx(pid, || format!("{what}: queue our FIN"))?;
+        if acked {
+            tcp(
+                inet::TCP_REPAIR_QUEUE,
+                inet::TCP_NO_QUEUE,
+                "deselect the queues",
+            )?;
+        }
+        Ok(())
+    };
+    let segment = |seq: u32, ack: u32, flags: u8| -> Result<()> {
+        let window = st.rcv_wnd.unwrap_or(65535).min(65535) as u16;
+        let packet = tcp_packet(peer, local, seq, ack, flags, window)
+            .ok_or_else(|| invalid("files.img", format!("{what}: mixed address families")))?;
+        inet::inject_packet(&packet, unmapped(local.ip()), None)
+            .ctx(pid, || format!("{what}: replay the peer's segment"))
+    };
+    if sndq_first_fin {
+        fin_in_send_queue(sndq_fin_acked)?;
+    }
+    if rcvq_fin {
+        segment(inq_seq, outq_seq.wrapping_sub(st.outq_len), TH_ACK | TH_FIN)?;
+    }
+    if sndq_second_fin {
+        fin_in_send_queue(sndq_fin_acked)?;
+    }
+    if rcvq_fin_acked {
+        inq_seq = inq_seq.wrapping_add(1);
+    }
+    if sndq_fin_acked {
+        outq_seq = outq_seq.wrapping_add(1);
+        segment(inq_seq, outq_seq.wrapping_sub(st.outq_len), TH_ACK)?;
+    }
+    if let Some(o) = &e.opts {
+        set(
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            (o.so_sndbuf / 2) as i32,
+            "SO_SNDBUFFORCE",
+        )?;
+        set(
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (o.so_rcvbuf / 2) as i32,
+            "SO_RCVBUFFORCE",
+        )?;
+        // Sizes the kernel was tuning itself stay its to tune (FORCE locked them).
+        let lock = o.so_buf_lock.unwrap_or(SNDBUF_LOCK | RCVBUF_LOCK);
+        set(
+            libc::SOL_SOCKET,
+            libc::SO_BUF_LOCK,
+            lock as i32,
+            "SO_BUF_LOCK",
+        )?;
+    }
+    Ok(())
+}
+
+const TH_FIN: u8 = 0x01;
+const TH_ACK: u8 = 0x10;
+
+/// Sends all of `data` into the selected queue of a socket in repair mode, in chunks the
+/// kernel can allocate (a receive queue chunk becomes one linear buffer).
+fn send_all(pid: Pid, fd: BorrowedFd<'_>, data: &[u8], what: &str, queue: &str) -> Result<()> {
+    let mut off = 0;
+    let mut chunk = data.len().max(1);
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        match inet::send(fd, &data[off..end]) {
+            Ok(n) if n > 0 => off += n,
+            Err(stasis_sys::Errno(libc::ENOMEM | libc::EAGAIN)) | Ok(_) if chunk > 1024 => {
+                chunk /= 2;
+            }
+            Ok(_) => {
+                return Err(RestoreError::Other(format!(
+                    "process {pid}: {what}: the {queue} queue took nothing more after {off} \
+                     of {} bytes",
+                    data.len()
+                )));
+            }
+            Err(errno) => {
+                return Err(RestoreError::Sys {
+                    pid,
+                    what: format!(
+                        "{what}: restore the {queue} queue ({off} of {} bytes)",
+                        data.len()
+                    ),
+                    errno,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether this host puts timestamps in TCP segments (`net.ipv4.tcp_timestamps`).
+fn tcp_timestamps_on() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_timestamps").map_or(true, |v| v.trim() != "0")
+}
+
+/// A TCP segment without data from `from` to `to`, in an IP packet.
+fn tcp_packet(
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+) -> Option<Vec<u8>> {
+    let (src, dst) = (unmapped(from.ip()), unmapped(to.ip()));
+    let mut seg = Vec::with_capacity(20);
+    seg.extend_from_slice(&from.port().to_be_bytes());
+    seg.extend_from_slice(&to.port().to_be_bytes());
+    seg.extend_from_slice(&seq.to_be_bytes());
+    seg.extend_from_slice(&ack.to_be_bytes());
+    seg.extend_from_slice(&[5 << 4, flags]);
+    seg.extend_from_slice(&window.to_be_bytes());
+    seg.extend_from_slice(&[0, 0, 0, 0]);
+    ip_packet(libc::IPPROTO_TCP, src, dst, seg, 16)
+}
+
 /// Queues the saved datagrams on the socket again, each from its original source.
 fn refill(
     pid: Pid,
@@ -311,8 +722,6 @@ fn sum16(mut sum: u32, data: &[u8]) -> u32 {
 /// A complete IP packet carrying one UDP (or UDP-lite, full checksum coverage) datagram
 /// from `from` to the socket at `local`.
 fn udp_packet(proto: i32, from: SocketAddr, local: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
-    let src = unmapped(from.ip());
-    let dst = packet_dst(from, local);
     let udp_len = u16::try_from(8 + data.len()).ok()?;
     let mut udp = Vec::with_capacity(usize::from(udp_len));
     udp.extend_from_slice(&from.port().to_be_bytes());
@@ -326,31 +735,44 @@ fn udp_packet(proto: i32, from: SocketAddr, local: SocketAddr, data: &[u8]) -> O
     udp.extend_from_slice(&len_field.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(data);
+    ip_packet(proto, unmapped(from.ip()), packet_dst(from, local), udp, 6)
+}
+
+/// An IP packet from `src` to `dst` carrying `payload` of protocol `proto`, whose
+/// transport checksum (over the pseudo header and the payload) goes at `csum_at`.
+fn ip_packet(
+    proto: i32,
+    src: IpAddr,
+    dst: IpAddr,
+    mut payload: Vec<u8>,
+    csum_at: usize,
+) -> Option<Vec<u8>> {
+    let len = u16::try_from(payload.len()).ok()?;
     let mut pseudo = Vec::with_capacity(40);
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             pseudo.extend_from_slice(&s.octets());
             pseudo.extend_from_slice(&d.octets());
             pseudo.extend_from_slice(&[0, proto as u8]);
-            pseudo.extend_from_slice(&udp_len.to_be_bytes());
+            pseudo.extend_from_slice(&len.to_be_bytes());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             pseudo.extend_from_slice(&s.octets());
             pseudo.extend_from_slice(&d.octets());
-            pseudo.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+            pseudo.extend_from_slice(&u32::from(len).to_be_bytes());
             pseudo.extend_from_slice(&[0, 0, 0, proto as u8]);
         }
         _ => return None,
     }
-    let mut sum = !(sum16(sum16(0, &pseudo), &udp) as u16);
-    if sum == 0 {
+    let mut sum = !(sum16(sum16(0, &pseudo), &payload) as u16);
+    if sum == 0 && proto != libc::IPPROTO_TCP {
         sum = 0xffff; // 0 means "no checksum" for UDP
     }
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    let mut packet = Vec::with_capacity(40 + udp.len());
+    payload[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    let mut packet = Vec::with_capacity(40 + payload.len());
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = u16::try_from(20 + udp.len()).ok()?;
+            let total = u16::try_from(20 + payload.len()).ok()?;
             packet.extend_from_slice(&[0x45, 0]);
             packet.extend_from_slice(&total.to_be_bytes());
             packet.extend_from_slice(&[0, 0, 0, 0, 64, proto as u8, 0, 0]);
@@ -361,14 +783,14 @@ fn udp_packet(proto: i32, from: SocketAddr, local: SocketAddr, data: &[u8]) -> O
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             packet.extend_from_slice(&[0x60, 0, 0, 0]);
-            packet.extend_from_slice(&udp_len.to_be_bytes());
+            packet.extend_from_slice(&len.to_be_bytes());
             packet.extend_from_slice(&[proto as u8, 64]);
             packet.extend_from_slice(&s.octets());
             packet.extend_from_slice(&d.octets());
         }
         _ => return None,
     }
-    packet.extend_from_slice(&udp);
+    packet.extend_from_slice(&payload);
     Some(packet)
 }
 

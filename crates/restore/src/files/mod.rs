@@ -35,6 +35,7 @@ use stasis_images::{ImageDir, pb};
 use stasis_sys::process::RestoreChild;
 use stasis_sys::{Pid, fs};
 
+pub use inet::TcpRepaired;
 pub use reg::open_reg;
 pub use tty::{TtyImages, load as load_ttys};
 
@@ -67,6 +68,8 @@ pub struct FileData {
     pub locks: Vec<pb::FileLockEntry>,
     /// `sk-queues.img`: queued messages by the file id of their socket.
     pub sk_queues: unix::Queues,
+    /// `tcp-stream-INO.img` of each TCP connection, by socket inode.
+    pub tcp_streams: HashMap<u32, inet::TcpStream>,
 }
 
 /// Reads the data images `files` refers to.
@@ -119,6 +122,7 @@ pub fn load_data(dir: &ImageDir, files: &HashMap<u32, pb::FileEntry>) -> Result<
     }
     data.locks = locks::load(dir)?;
     data.sk_queues = unix::load(dir)?;
+    data.tcp_streams = inet::load_streams(dir, files)?;
     if let Some(mut r) = dir.open_optional(stasis_images::ImageKind::MemfdInode, 0)? {
         for e in r.collect_all::<pb::MemfdInodeEntry>()? {
             data.memfds.insert(e.inode_id, e);
@@ -181,6 +185,8 @@ pub struct OpenedFiles {
     high: RawFd,
     /// The file id of each pty master, by pty index.
     pty_masters: HashMap<u32, u32>,
+    /// TCP connections in repair mode until the tree is ready.
+    tcp: Vec<TcpRepaired>,
 }
 
 /// What opening a description needs besides its entry.
@@ -289,7 +295,18 @@ impl OpenedFiles {
                 .get(&id)
                 .is_some_and(|f| f.ify.is_some() || f.ffy.is_some())
         };
-        wanted.sort_by_key(|(_, id, _)| is_notify(*id));
+        // TCP connections after listeners: a listener binds its port normally, which a
+        // connection (bound in repair mode) on the same port would otherwise prevent.
+        let is_connection = |id: u32| {
+            images
+                .files
+                .get(&id)
+                .and_then(|f| f.isk.as_ref())
+                .is_some_and(|i| {
+                    i.r#type as i32 == libc::SOCK_STREAM && inet::is_connection(i.state)
+                })
+        };
+        wanted.sort_by_key(|(_, id, _)| (is_notify(*id), is_connection(*id)));
         let mut done = HashSet::new();
         for (pid, id, user) in wanted {
             if !done.insert(id) {
@@ -368,7 +385,9 @@ impl OpenedFiles {
                     continue;
                 }
                 (Ok(T::Unixsk), pb::FileEntry { usk: Some(e), .. }) => sockets.open(&cx, e)?,
-                (Ok(T::Inetsk), pb::FileEntry { isk: Some(e), .. }) => inet::open(&cx, e)?,
+                (Ok(T::Inetsk), pb::FileEntry { isk: Some(e), .. }) => {
+                    inet::open(&cx, e, &mut opened.tcp)?
+                }
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets of this family"));
                 }
@@ -568,5 +587,11 @@ impl OpenedFiles {
     /// restored processes hold the files open, the names were only a way back to them.
     pub fn close(self) -> Vec<PathBuf> {
         self.links
+    }
+
+    /// The TCP connections left in repair mode, for [`TcpRepaired::release`] once
+    /// the tree is ready.
+    pub fn take_tcp(&mut self) -> Vec<TcpRepaired> {
+        std::mem::take(&mut self.tcp)
     }
 }
