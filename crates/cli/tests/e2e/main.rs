@@ -7,5 +7,6 @@ mod files;
 mod fixtures;
 mod programs;
 mod safety;
+mod servers;
 mod sockets;
 mod tasks;
