@@ -311,6 +311,27 @@ pub fn get_filter(fd: BorrowedFd<'_>) -> Result<Vec<u64>> {
 
 /// Attaches a classic BPF program (as [`get_filter`] gives it).
 pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[u64]) -> Result<()> {
+    set_bpf(fd, libc::SO_ATTACH_FILTER, prog)
+}
+
+/// Makes the `SO_REUSEPORT` group `fd` belongs to hand every datagram to its member
+/// number `index` (members are numbered in the order they joined), until
+/// [`unsteer_reuseport`]: a classic BPF program that returns the index.
+pub fn steer_reuseport(fd: BorrowedFd<'_>, index: u32) -> Result<()> {
+    // BPF_RET | BPF_K (0x06): return the constant k.
+    set_bpf(
+        fd,
+        libc::SO_ATTACH_REUSEPORT_CBPF,
+        &[0x06 | (u64::from(index) << 32)],
+    )
+}
+
+/// Takes the group's program of [`steer_reuseport`] away again.
+pub fn unsteer_reuseport(fd: BorrowedFd<'_>) -> Result<()> {
+    crate::net::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_DETACH_REUSEPORT_BPF, 0)
+}
+
+fn set_bpf(fd: BorrowedFd<'_>, opt: libc::c_int, prog: &[u64]) -> Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr().cast_mut().cast(),
@@ -321,7 +342,7 @@ pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[u64]) -> Result<()> {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
+            opt,
             (&raw const fprog).cast(),
             size_of::<libc::sock_fprog>() as libc::socklen_t,
         )

@@ -69,6 +69,13 @@ fn leave_running_inet_sockets_restored_in_a_fresh_network_namespace() {
     );
 }
 
+/// Each member of a SO_REUSEPORT group gets back exactly the datagrams it held: the
+/// group's hash would hand some of them to another member.
+#[test]
+fn udp_reuseport_group_members_keep_their_own_datagrams() {
+    checkpoint_restore_fixture("sk_udp_reuseport", Start::new("sk_udp_reuseport"));
+}
+
 /// Restores `images` detached in a new network namespace with loopback up.
 fn restore_in_fresh_netns(images: &std::path::Path) {
     let script = format!(

@@ -14,6 +14,7 @@
 //! Repair mode is left for every connection at once, once the whole tree is ready
 //! ([`TcpRepaired::release`]), after the network lock of the dump is lifted.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -59,9 +60,9 @@ pub fn is_connection(state: u32) -> bool {
 /// Reads the `tcp-stream-INO.img` of every TCP connection among `files`.
 pub fn load_streams(
     dir: &ImageDir,
-    files: &std::collections::HashMap<u32, pb::FileEntry>,
-) -> Result<std::collections::HashMap<u32, TcpStream>> {
-    let mut out = std::collections::HashMap::new();
+    files: &HashMap<u32, pb::FileEntry>,
+) -> Result<HashMap<u32, TcpStream>> {
+    let mut out = HashMap::new();
     for e in files.values().filter_map(|f| f.isk.as_ref()) {
         if e.r#type as i32 != libc::SOCK_STREAM || !is_connection(e.state) {
             continue;
@@ -79,6 +80,16 @@ pub fn load_streams(
         out.insert(e.ino, (s, inq, outq));
     }
     Ok(out)
+}
+
+/// What restoring one socket leaves for the next ones and for the end of the restore.
+#[derive(Debug, Default)]
+pub(crate) struct InetState {
+    /// The TCP connections left in repair mode.
+    pub tcp: Vec<TcpRepaired>,
+    /// How many members each `SO_REUSEPORT` group of UDP sockets has so far, by family,
+    /// protocol, bound address and device (what makes sockets one group).
+    reuseport: HashMap<(i32, i32, SocketAddr, String), u32>,
 }
 
 /// A connection left in repair mode until the whole tree is ready.
@@ -147,7 +158,7 @@ fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
 pub(crate) fn open(
     cx: &OpenCtx<'_>,
     e: &pb::InetSkEntry,
-    repaired: &mut Vec<TcpRepaired>,
+    state: &mut InetState,
 ) -> Result<OwnedFd> {
     let pid = cx.pid;
     let what = format!("inet socket:[{}]", e.ino);
@@ -191,7 +202,7 @@ pub(crate) fn open(
         let keep = sock
             .try_clone()
             .map_err(|err| RestoreError::Other(format!("process {pid}: dup {what}: {err}")))?;
-        repaired.push(TcpRepaired {
+        state.tcp.push(TcpRepaired {
             pid,
             fd: keep,
             reuseaddr: e.opts.as_ref().and_then(|o| o.reuseaddr) == Some(true),
@@ -229,6 +240,23 @@ pub(crate) fn open(
                 .ctx(pid, || format!("{what}: SO_REUSEADDR"))?;
         }
     }
+    // This socket's place in its SO_REUSEPORT group, if it joined one with others.
+    let group_index = (kind == libc::SOCK_DGRAM
+        && e.opts.as_ref().and_then(|o| o.so_reuseport) == Some(true))
+    .then(|| {
+        let dev = e
+            .opts
+            .as_ref()
+            .and_then(|o| o.so_bound_dev.clone())
+            .unwrap_or_default();
+        let n = state
+            .reuseport
+            .entry((family, proto, local, dev))
+            .or_insert(0);
+        *n += 1;
+        *n - 1
+    })
+    .filter(|&i| i > 0);
     match e.state {
         TCP_LISTEN => {
             net::listen(fd, e.backlog as i32).ctx(pid, || format!("listen on {what}"))?;
@@ -265,7 +293,17 @@ pub(crate) fn open(
             .iter()
             .find(|m| ip_from(&m.group) == Some(local.ip()))
             .and_then(|m| inet::if_index(&m.ifname).ok());
-        refill(pid, e, local, ifindex, queue, &what)?;
+        // The group would hand each datagram to a member of its choosing: steered to
+        // this one while it is refilled.
+        if let Some(index) = group_index {
+            inet::steer_reuseport(fd, index)
+                .ctx(pid, || format!("{what}: steer its SO_REUSEPORT group"))?;
+        }
+        let refilled = refill(pid, e, local, ifindex, queue, &what);
+        if group_index.is_some() {
+            inet::unsteer_reuseport(fd).ctx(pid, || format!("{what}: SO_DETACH_REUSEPORT_BPF"))?;
+        }
+        refilled?;
     }
     let how = match e.shutdown.unwrap_or(0) {
         1 => Some(libc::SHUT_RD),

@@ -185,8 +185,8 @@ pub struct OpenedFiles {
     high: RawFd,
     /// The file id of each pty master, by pty index.
     pty_masters: HashMap<u32, u32>,
-    /// TCP connections in repair mode until the tree is ready.
-    tcp: Vec<TcpRepaired>,
+    /// TCP connections in repair mode until the tree is ready, SO_REUSEPORT groups.
+    inet: inet::InetState,
 }
 
 /// What opening a description needs besides its entry.
@@ -386,7 +386,7 @@ impl OpenedFiles {
                 }
                 (Ok(T::Unixsk), pb::FileEntry { usk: Some(e), .. }) => sockets.open(&cx, e)?,
                 (Ok(T::Inetsk), pb::FileEntry { isk: Some(e), .. }) => {
-                    inet::open(&cx, e, &mut opened.tcp)?
+                    inet::open(&cx, e, &mut opened.inet)?
                 }
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets of this family"));
@@ -592,6 +592,6 @@ impl OpenedFiles {
     /// The TCP connections left in repair mode, for [`TcpRepaired::release`] once
     /// the tree is ready.
     pub fn take_tcp(&mut self) -> Vec<TcpRepaired> {
-        std::mem::take(&mut self.tcp)
+        std::mem::take(&mut self.inet.tcp)
     }
 }
