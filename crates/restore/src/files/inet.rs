@@ -778,6 +778,13 @@ fn udp_packet(proto: i32, from: SocketAddr, local: SocketAddr, data: &[u8]) -> O
 
 /// An IP packet from `src` to `dst` carrying `payload` of protocol `proto`, whose
 /// transport checksum (over the pseudo header and the payload) goes at `csum_at`.
+/// The TTL (hop limit) of a packet handed to the stack: 0 for multicast, which the
+/// kernel loops back to the host's sockets before it drops the copy that would leave
+/// through the interface (a queued datagram must not go out to the network again).
+fn ttl(dst: IpAddr) -> u8 {
+    if dst.is_multicast() { 0 } else { 64 }
+}
+
 fn ip_packet(
     proto: i32,
     src: IpAddr,
@@ -813,7 +820,7 @@ fn ip_packet(
             let total = u16::try_from(20 + payload.len()).ok()?;
             packet.extend_from_slice(&[0x45, 0]);
             packet.extend_from_slice(&total.to_be_bytes());
-            packet.extend_from_slice(&[0, 0, 0, 0, 64, proto as u8, 0, 0]);
+            packet.extend_from_slice(&[0, 0, 0, 0, ttl(dst), proto as u8, 0, 0]);
             packet.extend_from_slice(&s.octets());
             packet.extend_from_slice(&d.octets());
             let csum = !(sum16(0, &packet) as u16);
@@ -822,7 +829,7 @@ fn ip_packet(
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             packet.extend_from_slice(&[0x60, 0, 0, 0]);
             packet.extend_from_slice(&len.to_be_bytes());
-            packet.extend_from_slice(&[proto as u8, 64]);
+            packet.extend_from_slice(&[proto as u8, ttl(dst)]);
             packet.extend_from_slice(&s.octets());
             packet.extend_from_slice(&d.octets());
         }
