@@ -332,6 +332,9 @@ fn collect_and_write(
         .map(|m| m.pid)
         .collect();
     files.find_ptys(&live)?;
+    if opts.tcp_established {
+        files.lock_connections(&live, opts.file_options())?;
+    }
     let ipc_ns = crate::ipc::dump(dir, opts.pid, &live)?;
     let private_ipc = ipc_ns.is_some();
     files.capture_mqueues(&live, frozen, private_ipc)?;

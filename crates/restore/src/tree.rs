@@ -287,14 +287,10 @@ fn release_tcp(
     if tcp.is_empty() {
         return Ok(());
     }
-    let unlocked = match lock {
-        stasis_sys::netlock::Method::Skip => Ok(false),
-        stasis_sys::netlock::Method::Nftables => stasis_sys::netlock::unlock_tree(root),
-    };
-    match unlocked {
-        Ok(true) => log::info!("network lock of the tree of {root} lifted"),
-        Ok(false) => log::info!("no network lock of the tree of {root} here"),
-        Err(e) => return Err(RestoreError::Other(format!("network unlock: {e}"))),
+    if lock == stasis_sys::netlock::Method::Nftables {
+        stasis_sys::netlock::unlock_tree(root)
+            .map_err(|e| RestoreError::Other(format!("network unlock: {e}")))?;
+        log::info!("network lock of the tree of {root} lifted (if there was one here)");
     }
     for t in tcp {
         t.release()?;

@@ -74,6 +74,8 @@ pub struct NetLock {
     method: Method,
     table: String,
     created: bool,
+    /// (local, peer) of every connection locked, as on the wire.
+    locked: std::collections::HashSet<(SocketAddr, SocketAddr)>,
 }
 
 /// Both addresses as one family: an IPv6 socket's IPv4-mapped addresses are IPv4 on the
@@ -95,6 +97,7 @@ impl NetLock {
             method,
             table: table_name(root),
             created: false,
+            locked: std::collections::HashSet::new(),
         }
     }
 
@@ -105,16 +108,32 @@ impl NetLock {
 
     /// Stops every packet of the connection between `local` and `peer`, both ways.
     pub fn lock(&mut self, local: SocketAddr, peer: SocketAddr) -> Result<(), String> {
+        self.lock_all(&[(local, peer)])
+    }
+
+    /// Stops every packet of each connection (local, peer), both ways, in one `nft` run.
+    /// Connections locked already are left as they are.
+    pub fn lock_all(&mut self, conns: &[(SocketAddr, SocketAddr)]) -> Result<(), String> {
         if self.method == Method::Skip {
+            return Ok(());
+        }
+        let new: Vec<(SocketAddr, SocketAddr)> = conns
+            .iter()
+            .map(|&(l, p)| (wire(l), wire(p)))
+            .filter(|c| !self.locked.contains(c))
+            .collect();
+        if new.is_empty() {
             return Ok(());
         }
         let t = &self.table;
         let mut script = String::new();
         if !self.created {
-            // A table left by an earlier dump of the same pid is replaced.
-            let _ = nft(&format!("delete table inet {t}\n"));
+            // A table left by an earlier dump of the same pid is replaced (adding a table
+            // that exists does nothing, so the delete always has one to delete).
             script.push_str(&format!(
                 "add table inet {t}\n\
+                 delete table inet {t}\n\
+                 add table inet {t}\n\
                  add chain inet {t} output {{ type filter hook output priority 0; policy accept; }}\n\
                  add chain inet {t} input {{ type filter hook input priority 0; policy accept; }}\n\
                  add rule inet {t} output meta mark {mark:#x} accept\n\
@@ -130,21 +149,23 @@ impl NetLock {
                 ));
             }
         }
-        let (l, p) = (wire(local), wire(peer));
-        let set = if l.is_ipv4() { "conns4" } else { "conns6" };
-        script.push_str(&format!(
-            "add element inet {t} {set} {{ {} . {} . {} . {}, {} . {} . {} . {} }}\n",
-            l.ip(),
-            l.port(),
-            p.ip(),
-            p.port(),
-            p.ip(),
-            p.port(),
-            l.ip(),
-            l.port()
-        ));
+        for (l, p) in &new {
+            let set = if l.is_ipv4() { "conns4" } else { "conns6" };
+            script.push_str(&format!(
+                "add element inet {t} {set} {{ {} . {} . {} . {}, {} . {} . {} . {} }}\n",
+                l.ip(),
+                l.port(),
+                p.ip(),
+                p.port(),
+                p.ip(),
+                p.port(),
+                l.ip(),
+                l.port()
+            ));
+        }
         nft(&script)?;
         self.created = true;
+        self.locked.extend(new);
         Ok(())
     }
 
@@ -154,21 +175,18 @@ impl NetLock {
             return Ok(());
         }
         self.created = false;
+        self.locked.clear();
         nft(&format!("delete table inet {}\n", self.table))
     }
 }
 
 /// Removes the lock a dump of the tree rooted at `root` left, if there is one (the
 /// restore's last step). Without nft there is nothing to remove.
-pub fn unlock_tree(root: i32) -> Result<bool, String> {
-    let t = table_name(root);
-    let listed = Command::new("nft")
-        .args(["list", "table", "inet", &t])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match listed {
-        Ok(s) if s.success() => nft(&format!("delete table inet {t}\n")).map(|()| true),
-        _ => Ok(false),
+pub fn unlock_tree(root: i32) -> Result<(), String> {
+    if Command::new("nft").arg("--version").stdout(Stdio::null()).status().is_err() {
+        return Ok(());
     }
+    let t = table_name(root);
+    // Adding a table that exists does nothing: the delete always finds one.
+    nft(&format!("add table inet {t}\ndelete table inet {t}\n"))
 }

@@ -18,17 +18,17 @@
 //! goes on running (or a failed dump) gets its connections back out of repair mode and
 //! unlocked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use stasis_images::{ImageDir, ImageKind, pb};
 use stasis_sys::inet::{self, InetDiag};
 use stasis_sys::netlock::NetLock;
-use stasis_sys::{Pid, net};
+use stasis_sys::{Pid, net, proc};
 
 use super::{Fd, FileOptions, FileTable};
-use crate::error::{Result, SysContext};
+use crate::error::{DumpError, Result, SysContext};
 
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
@@ -86,14 +86,80 @@ pub(crate) struct InetSockets {
 }
 
 impl InetSockets {
+    /// `sock_diag`'s view of the inet sockets of one family and protocol, read once.
+    fn diag_of(&mut self, pid: Pid, family: i32, proto: i32) -> Result<&HashMap<u32, InetDiag>> {
+        Ok(match self.diag.entry((family, proto)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(inet::inet_sockets(family, proto).ctx(pid, || {
+                    format!("sock_diag of inet sockets ({family}, {proto})")
+                })?)
+            }
+        })
+    }
+
+    /// Locks every TCP connection the fds of `pids` hold, in one step (one `nft` run
+    /// per connection, as each is met, would keep a tree with many frozen for long).
+    pub fn lock_connections(&mut self, pids: &[Pid], opts: FileOptions) -> Result<()> {
+        let mut inodes = HashSet::new();
+        for &pid in pids {
+            let Ok(list) = proc::fds(pid) else { continue };
+            for fd in list {
+                let Ok(link) = std::fs::read_link(proc::path(pid, &format!("fd/{fd}"))) else {
+                    continue;
+                };
+                if let Some(ino) = link
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:["))
+                    .and_then(|l| l.strip_suffix(']'))
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    inodes.insert(ino);
+                }
+            }
+        }
+        if inodes.is_empty() {
+            return Ok(());
+        }
+        let root = opts.root;
+        let mut pairs = Vec::new();
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            let diag = self.diag_of(root, family, libc::IPPROTO_TCP)?;
+            pairs.extend(
+                diag.values()
+                    .filter(|d| inodes.contains(&d.ino) && is_connection(u32::from(d.state)))
+                    .map(|d| (d.src, d.dst)),
+            );
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let n = pairs.len();
+        self.lock
+            .get_or_insert_with(|| NetLock::new(opts.network_lock, root))
+            .lock_all(&pairs)
+            .map_err(|e| DumpError::Unsupported {
+                pid: root,
+                resource: format!("{n} TCP connections of the tree"),
+                reason: format!("cannot lock them: {e}"),
+            })?;
+        log::info!("network lock: {n} TCP connections locked");
+        Ok(())
+    }
+
     /// Takes the connections out of repair mode and lifts the lock, for a tree that goes
     /// on running or a dump that failed. Errors are logged: there is nothing else to do.
     pub fn release_connections(&mut self) {
+        // Out of repair mode first: what the kernel sends then waits behind the lock.
+        self.release_repaired();
         if let Some(lock) = &mut self.lock
             && let Err(e) = lock.unlock()
         {
             log::error!("network unlock: {e}");
         }
+    }
+
+    fn release_repaired(&mut self) {
         for r in self.repaired.drain(..) {
             let fd = r.sock.as_fd();
             let off = net::set_int_opt(
@@ -465,15 +531,11 @@ pub(crate) fn dump_socket(
     let diag = if kind == libc::SOCK_RAW || ping {
         None
     } else {
-        let known = match table.inet.diag.entry((family, diag_proto)) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(inet::inet_sockets(family, diag_proto).ctx(f.pid, || {
-                    format!("sock_diag of inet sockets ({family}, {diag_proto})")
-                })?)
-            }
-        };
-        known.get(&ino).cloned()
+        table
+            .inet
+            .diag_of(f.pid, family, diag_proto)?
+            .get(&ino)
+            .cloned()
     };
     let mut backlog = 0;
     let connection = kind == libc::SOCK_STREAM && is_connection(state);

@@ -400,6 +400,12 @@ impl FileTable {
         self.inet.release_connections();
     }
 
+    /// With `--tcp-established`: locks the TCP connections of the tree's fds, all in one
+    /// step, before any is dumped.
+    pub fn lock_connections(&mut self, pids: &[Pid], opts: FileOptions) -> Result<()> {
+        self.inet.lock_connections(pids, opts)
+    }
+
     /// Puts the terminals' bytes in flight back and gives the TCP connections back to
     /// the kernel, for a tree that goes on running.
     pub fn put_back(&mut self) {
