@@ -76,6 +76,8 @@ pub struct Args {
     pub tcp_established: bool,
     /// `--skip-in-flight`: leave connections waiting to be accepted behind.
     pub skip_in_flight: bool,
+    /// `--tcp-close`: TCP connections are restored closed.
+    pub tcp_close: bool,
     /// `--network-lock METHOD`.
     pub network_lock: Option<String>,
     /// Options accepted for compatibility that change nothing for the state stasis
@@ -116,6 +118,7 @@ impl Default for Args {
             threads: None,
             tcp_established: false,
             skip_in_flight: false,
+            tcp_close: false,
             network_lock: None,
             accepted: Vec::new(),
         }
@@ -159,6 +162,7 @@ enum Key {
     Report,
     TcpEstablished(bool),
     SkipInFlight,
+    TcpClose,
     NetworkLock,
     /// Compatibility flag with no effect yet.
     Accepted,
@@ -256,7 +260,7 @@ const SPECS: &[Spec] = &[
     spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
     spec("display-stats", None, HasArg::No, Key::Accepted),
     spec("log-pid", None, HasArg::No, Key::Accepted),
-    spec("tcp-close", None, HasArg::No, Key::Accepted),
+    spec("tcp-close", None, HasArg::No, Key::TcpClose),
 ];
 
 fn find_long(name: &str) -> Result<&'static Spec, String> {
@@ -350,6 +354,7 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::Threads => args.threads = Some(number(need(value)?, shown)?),
         Key::TcpEstablished(b) => args.tcp_established = b,
         Key::SkipInFlight => args.skip_in_flight = true,
+        Key::TcpClose => args.tcp_close = true,
         Key::NetworkLock => args.network_lock = Some(need(value)?),
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
@@ -519,7 +524,8 @@ mod tests {
         assert!(a.tcp_established && a.skip_in_flight);
         assert_eq!(a.network_lock.as_deref(), Some("skip"));
         let r = p("restore --tcp-established --no-tcp-established").unwrap();
-        assert!(!r.tcp_established);
+        assert!(!r.tcp_established && !r.tcp_close);
+        assert!(p("restore --tcp-close").unwrap().tcp_close);
         assert!(
             p("dump --network-lock")
                 .unwrap_err()

@@ -143,6 +143,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 file_locks: args.file_locks,
                 tcp_established: args.tcp_established,
                 skip_in_flight: args.skip_in_flight,
+                tcp_close: args.tcp_close,
                 network_lock: network_lock(args)?,
             };
             let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
@@ -163,6 +164,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 new_pid_ns: args.new_pid_ns,
                 validate_files: !args.skip_file_validation,
                 check_file_rwx: !args.skip_file_rwx_check,
+                tcp_close: args.tcp_close,
                 network_lock: network_lock(args)?,
             };
             match stasis_restore::restore(&opts).map_err(|e| e.to_string())? {

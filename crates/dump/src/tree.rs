@@ -34,6 +34,8 @@ pub struct DumpOptions {
     pub file_locks: bool,
     /// Save TCP connections (`--tcp-established`).
     pub tcp_established: bool,
+    /// Save TCP connections to be restored closed (`--tcp-close`).
+    pub tcp_close: bool,
     /// Leave connections waiting to be accepted behind (`--skip-in-flight`).
     pub skip_in_flight: bool,
     /// How TCP connections are locked while saved (`--network-lock`).
@@ -49,6 +51,7 @@ impl DumpOptions {
             file_locks: self.file_locks,
             private_ipc: false,
             tcp_established: self.tcp_established,
+            tcp_close: self.tcp_close,
             skip_in_flight: self.skip_in_flight,
             network_lock: self.network_lock,
             root: self.pid,
@@ -332,7 +335,7 @@ fn collect_and_write(
         .map(|m| m.pid)
         .collect();
     files.find_ptys(&live)?;
-    if opts.tcp_established {
+    if opts.tcp_established && !opts.tcp_close {
         files.lock_connections(&live, opts.file_options())?;
     }
     let ipc_ns = crate::ipc::dump(dir, opts.pid, &live)?;
@@ -449,6 +452,7 @@ fn collect_and_write(
         ns_per_id: Some(true),
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
         dump_uptime: Some(process::boottime_ns() / 1000),
+        tcp_close: opts.tcp_close.then_some(true),
         ..Default::default()
     };
     dir.write_all(ImageKind::Inventory, 0, [&inventory])?;

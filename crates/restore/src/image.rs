@@ -109,6 +109,8 @@ pub struct Images {
     pub ttys: crate::files::TtyImages,
     /// The objects of the tree's own IPC namespace, if it had one.
     pub ipc: Option<crate::ipc::IpcImages>,
+    /// TCP connections come back closed (`--tcp-close`; the dump had it, or the restore).
+    pub tcp_close: bool,
 }
 
 impl Images {
@@ -232,6 +234,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         shmem,
         seccomp,
         cgroups,
+        tcp_close: inventory.tcp_close == Some(true),
     })
 }
 

@@ -30,6 +30,8 @@ pub struct RestoreOptions {
     pub shell_job: bool,
     /// How the dump locked TCP connections (`--network-lock`): the lock lifted at the end.
     pub network_lock: stasis_sys::netlock::Method,
+    /// TCP connections come back closed (`--tcp-close`).
+    pub tcp_close: bool,
     /// Write the root pid here (`--pidfile`).
     pub pidfile: Option<PathBuf>,
     /// Restore into a new pid namespace (`--new-pid-ns`).
@@ -83,7 +85,13 @@ fn pipes(high: RawFd) -> Result<Pipes> {
 /// Restores the dump in `opts.dir`.
 pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
-    let images = image::load(ImageDir::open(&opts.dir, false)?)?;
+    let mut images = image::load(ImageDir::open(&opts.dir, false)?)?;
+    if images.tcp_close && !opts.tcp_close {
+        return Err(RestoreError::Other(
+            "the images were dumped with --tcp-close: restore with --tcp-close too".into(),
+        ));
+    }
+    images.tcp_close |= opts.tcp_close;
     let plan = plan::build(&images, opts.shell_job)?;
     log::info!(
         "loaded images of {} processes and {} zombies in {} us",
@@ -163,6 +171,11 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         ..
     } = pipes;
     let tcp = files.take_tcp();
+    let locked = images
+        .files
+        .values()
+        .filter_map(|f| f.isk.as_ref())
+        .any(|e| e.r#type as i32 == libc::SOCK_STREAM && crate::files::is_tcp_connection(e.state));
     let links = files.close();
     drop(shared);
 
@@ -173,7 +186,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         from_children,
         barrier_write,
         go_write,
-        || release_tcp(root, &tcp, opts.network_lock),
+        || release_tcp(root, &tcp, opts.network_lock, locked),
     );
     if let Err(e) = result {
         // Never leave a half-restored process behind.
@@ -278,13 +291,15 @@ fn next_message(fd: &OwnedFd, waiting_on: &[Pid], pids: &mut PidSpace) -> Result
 
 /// Lifts the dump's network lock and takes the TCP connections out of repair mode, with
 /// every process restored and still held: they find them working from their first
-/// instruction.
+/// instruction. `locked`: the images hold connections, which the dump may have locked
+/// (also when they come back closed: their peers must learn it).
 fn release_tcp(
     root: Pid,
     tcp: &[crate::files::TcpRepaired],
     lock: stasis_sys::netlock::Method,
+    locked: bool,
 ) -> Result<()> {
-    if tcp.is_empty() {
+    if !locked {
         return Ok(());
     }
     if lock == stasis_sys::netlock::Method::Nftables {

@@ -183,7 +183,12 @@ impl NetLock {
 /// Removes the lock a dump of the tree rooted at `root` left, if there is one (the
 /// restore's last step). Without nft there is nothing to remove.
 pub fn unlock_tree(root: i32) -> Result<(), String> {
-    if Command::new("nft").arg("--version").stdout(Stdio::null()).status().is_err() {
+    if Command::new("nft")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
         return Ok(());
     }
     let t = table_name(root);

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Running, Scratch, descendants, dump, read_lossy, restore, setup, start_program,
+    Running, Scratch, descendants, dump, read_lossy, restore, setup, start_program, stasis,
 };
 
 /// Waits with a deadline until `cond` holds, checking at a modest rate.
@@ -147,27 +147,27 @@ fn value(i: usize) -> Vec<u8> {
         .collect()
 }
 
-const KEYS: usize = 2000;
+/// A redis-server started for a test, answering on its first client.
+struct RedisServer {
+    run: Running,
+    port: u16,
+    sock: std::path::PathBuf,
+    log: std::path::PathBuf,
+    client: Redis<TcpStream>,
+}
 
-/// redis-server with 2000 keys (some big), a client connected over TCP in the middle of
-/// a transaction, another with a half-sent command and a subscriber:
-/// after a checkpoint (the server killed) and a restore, every connection goes on where
-/// it was, the data is intact, and new clients are served.
-#[test]
-fn redis_keeps_its_data_and_its_connected_clients() {
-    let _serial = setup();
+fn start_redis(scratch: &Scratch) -> RedisServer {
     assert!(
         installed("redis-server"),
         "redis-server is not installed (Debian's redis-server; scripts/test installs it)"
     );
-    let scratch = Scratch::new("redis");
     let port = free_port();
     let sock = scratch.join("redis.sock");
     let port_s = port.to_string();
     let dir = scratch.path.to_str().unwrap().to_owned();
-    let logfile = scratch.join("redis.log");
-    let mut run = start_program(
-        &scratch,
+    let log = scratch.join("redis.log");
+    let run = start_program(
+        scratch,
         "redis-server",
         &[
             "--port",
@@ -183,7 +183,7 @@ fn redis_keeps_its_data_and_its_connected_clients() {
             "--dir",
             &dir,
             "--logfile",
-            logfile.to_str().unwrap(),
+            log.to_str().unwrap(),
             "--daemonize",
             "no",
         ],
@@ -194,10 +194,56 @@ fn redis_keeps_its_data_and_its_connected_clients() {
         c = Redis::tcp(port).ok();
         c.is_some()
     });
-    let mut c = c.unwrap();
+    let mut client = c.unwrap();
     wait_until("redis-server to answer", || {
-        c.call(&[b"PING"]) == Reply::Status("PONG".into())
+        client.call(&[b"PING"]) == Reply::Status("PONG".into())
     });
+    RedisServer {
+        run,
+        port,
+        sock,
+        log,
+        client,
+    }
+}
+
+/// The number of clients redis knows.
+fn redis_clients<S: Read + Write>(c: &mut Redis<S>) -> usize {
+    match c.call(&[b"CLIENT", b"LIST"]) {
+        Reply::Bulk(Some(list)) => list
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        other => panic!("CLIENT LIST: {other:?}"),
+    }
+}
+
+/// Whether the peer ended the connection: end of file or a reset, on reading.
+fn ended<S: Read + Write>(c: &mut Redis<S>) -> bool {
+    let mut b = [0u8; 64];
+    match c.input.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+const KEYS: usize = 2000;
+
+/// redis-server with 2000 keys (some big), a client connected over TCP in the middle of
+/// a transaction, another with a half-sent command and a subscriber:
+/// after a checkpoint (the server killed) and a restore, every connection goes on where
+/// it was, the data is intact, and new clients are served.
+#[test]
+fn redis_keeps_its_data_and_its_connected_clients() {
+    let _serial = setup();
+    let scratch = Scratch::new("redis");
+    let redis = start_redis(&scratch);
+    let (mut run, port, sock, logfile) = (redis.run, redis.port, redis.sock, redis.log);
+    let mut c = redis.client;
     // The data, pipelined.
     let mut batch = Vec::new();
     for i in 0..KEYS {
@@ -236,15 +282,7 @@ fn redis_keeps_its_data_and_its_connected_clients() {
     // Every client is known to the server before the checkpoint.
     let mut probe = Redis::tcp(port).expect("probe client");
     wait_until("redis to see its 4 clients", || {
-        match probe.call(&[b"CLIENT", b"LIST"]) {
-            Reply::Bulk(Some(list)) => {
-                list.split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .count()
-                    == 4
-            }
-            _ => false,
-        }
+        redis_clients(&mut probe) == 4
     });
     drop(probe);
     let threads_before = std::fs::read_dir(format!("/proc/{}/task", run.pid))
@@ -323,6 +361,66 @@ fn redis_keeps_its_data_and_its_connected_clients() {
         !log.contains("BUG REPORT") && !log.contains("crashed by signal"),
         "redis log:\n{log}"
     );
+}
+
+/// `--tcp-close`, as Podman uses it: a dump with it saves no connection state and needs no
+/// lock (the clients see their connections end when the tree is killed); the images then
+/// need `--tcp-close` to restore, and the restored server finds the connections closed,
+/// drops those clients and serves new ones with its data intact. Images dumped with
+/// `--tcp-established` restore closed with it too: the lock is lifted, so the old client
+/// learns (a reset) that its connection is gone.
+#[test]
+fn redis_restored_with_tcp_close_drops_its_clients_and_serves_new_ones() {
+    let _serial = setup();
+    let scratch = Scratch::new("redis_tcp_close");
+    let redis = start_redis(&scratch);
+    let (mut run, port) = (redis.run, redis.port);
+    let mut old = redis.client;
+    assert_eq!(old.call(&[b"SET", b"kept", b"across"]), ok());
+    let images = scratch.join("images");
+    dump(run.pid, &images, &["--tcp-close"]);
+    run.reap_killed();
+    assert!(
+        ended(&mut old),
+        "the client's connection outlived the killed server"
+    );
+    let out = stasis(&["restore", "-D", images.to_str().unwrap(), "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tcp-close"),
+        "restore without --tcp-close: {err}"
+    );
+    restore(&images, &["--tcp-close"]);
+    let mut fresh = Redis::tcp(port).expect("a new client after the restore");
+    assert_eq!(
+        fresh.call(&[b"GET", b"kept"]),
+        Reply::Bulk(Some(b"across".to_vec()))
+    );
+    wait_until("redis to drop the closed connection", || {
+        redis_clients(&mut fresh) == 1
+    });
+
+    // Saved with --tcp-established (locked), restored with --tcp-close.
+    let images = scratch.join("images-established");
+    dump(run.pid, &images, &["--tcp-established"]);
+    // The restored server is not our child, but reparented to us (a subreaper).
+    run.wait_exit();
+    let _ = stasis_sys::process::reap_terminated();
+    restore(&images, &["--tcp-close"]);
+    fresh.send(&encode(&[b"PING"]));
+    assert!(
+        ended(&mut fresh),
+        "the locked connection was not reset once the lock was lifted"
+    );
+    let mut again = Redis::tcp(port).expect("a new client after the second restore");
+    assert_eq!(
+        again.call(&[b"GET", b"kept"]),
+        Reply::Bulk(Some(b"across".to_vec()))
+    );
+    wait_until("redis to drop the closed connection", || {
+        redis_clients(&mut again) == 1
+    });
+    stop_tree(&mut run);
 }
 
 /// One HTTP/1.1 keep-alive connection.

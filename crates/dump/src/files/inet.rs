@@ -564,14 +564,16 @@ pub(crate) fn dump_socket(
         }
         TCP_CLOSE => {}
         TCP_ESTABLISHED if kind != libc::SOCK_STREAM => {}
-        _ if connection && !opts.tcp_established => {
+        _ if connection && !opts.tcp_established && !opts.tcp_close => {
             return Err(f.unsupported(format!(
                 "a TCP connection with {} (state {state}); dump with --tcp-established to \
-                 save it",
+                 save it (or --tcp-close to restore it closed)",
                 peer.map_or_else(|| "?".into(), |p| p.to_string())
             )));
         }
         _ if connection && peer.is_some() => {}
+        // Restored closed, like every connection with --tcp-close.
+        TCP_SYN_SENT if opts.tcp_close => {}
         TCP_SYN_SENT => {
             return Err(f.unsupported("a TCP connection being set up (SYN sent) cannot be saved"));
         }
@@ -707,7 +709,7 @@ pub(crate) fn dump_socket(
             stasis_mcast,
         });
     });
-    if let (true, Some(peer)) = (connection, peer) {
+    if let (true, Some(peer), false) = (connection, peer, opts.tcp_close) {
         dump_connection(table, f, local, peer, state, reuseaddr, opts)?;
     } else if kind == libc::SOCK_DGRAM && !ping {
         let q = queue(f, id)?;

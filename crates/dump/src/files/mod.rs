@@ -120,6 +120,9 @@ pub struct FileOptions {
     /// `--tcp-established`: TCP connections are saved (in repair mode, network locked);
     /// without it a tree with one is refused.
     pub tcp_established: bool,
+    /// `--tcp-close`: TCP connections are saved as sockets only (no repair, no lock),
+    /// to be restored closed; the kernel ends them when the tree is killed.
+    pub tcp_close: bool,
     /// `--skip-in-flight`: connections waiting in a TCP listener's accept queue are left
     /// behind (their clients see them reset) instead of refusing the dump.
     pub skip_in_flight: bool,

@@ -57,7 +57,8 @@ pub fn is_connection(state: u32) -> bool {
     )
 }
 
-/// Reads the `tcp-stream-INO.img` of every TCP connection among `files`.
+/// Reads the `tcp-stream-INO.img` of every TCP connection among `files` (a dump with
+/// `--tcp-close` wrote none).
 pub fn load_streams(
     dir: &ImageDir,
     files: &HashMap<u32, pb::FileEntry>,
@@ -67,7 +68,9 @@ pub fn load_streams(
         if e.r#type as i32 != libc::SOCK_STREAM || !is_connection(e.state) {
             continue;
         }
-        let mut r = dir.open_image(ImageKind::TcpStream, u64::from(e.ino))?;
+        let Some(mut r) = dir.open_optional(ImageKind::TcpStream, u64::from(e.ino))? else {
+            continue;
+        };
         let s: pb::TcpStreamEntry = r.expect()?;
         let inq = r.read_payload(u64::from(s.inq_len))?;
         let outq = r.read_payload(u64::from(s.outq_len))?;
@@ -172,6 +175,22 @@ pub(crate) fn open(
     let peer = addr(e.family, &e.dst_addr, e.dst_port)
         .ok_or_else(|| bad("a malformed remote address".into()))?;
     let (kind, proto) = (e.r#type as i32, e.proto as i32);
+    if kind == libc::SOCK_STREAM
+        && cx.images.tcp_close
+        && !matches!(e.state, TCP_LISTEN | TCP_CLOSE)
+    {
+        // --tcp-close: a connection comes back as a socket that is not connected (what
+        // the program finds is a connection the network ended: ENOTCONN, EPIPE).
+        let sock = inet::socket(family, kind, proto).ctx(pid, || format!("create {what}"))?;
+        set_options(pid, sock.as_fd(), e, &what)?;
+        return cx.finish(
+            sock,
+            e.flags,
+            libc::O_NONBLOCK | libc::O_ASYNC,
+            e.fown.as_ref(),
+            &what,
+        );
+    }
     let stream = if kind == libc::SOCK_STREAM && is_connection(e.state) {
         Some(cx.images.file_data.tcp_streams.get(&e.ino).ok_or_else(|| {
             invalid(

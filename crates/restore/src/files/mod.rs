@@ -35,7 +35,7 @@ use stasis_images::{ImageDir, pb};
 use stasis_sys::process::RestoreChild;
 use stasis_sys::{Pid, fs};
 
-pub use inet::TcpRepaired;
+pub use inet::{TcpRepaired, is_connection as is_tcp_connection};
 pub use reg::open_reg;
 pub use tty::{TtyImages, load as load_ttys};
 
