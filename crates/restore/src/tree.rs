@@ -175,7 +175,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         .files
         .values()
         .filter_map(|f| f.isk.as_ref())
-        .any(|e| e.r#type as i32 == libc::SOCK_STREAM && crate::files::is_tcp_connection(e.state));
+        .any(|e| {
+            e.r#type as i32 == libc::SOCK_STREAM && stasis_sys::inet::is_tcp_connection(e.state)
+        });
     let links = files.close();
     drop(shared);
 

@@ -588,6 +588,38 @@ pub fn socket_netns(fd: BorrowedFd<'_>) -> Result<u64> {
     Ok(st.st_ino)
 }
 
+/// TCP states (the kernel's `tcp_states.h`), as `TCP_INFO` and `sock_diag` show them.
+pub const TCP_ESTABLISHED: u32 = 1;
+#[allow(missing_docs)]
+pub const TCP_SYN_SENT: u32 = 2;
+#[allow(missing_docs)]
+pub const TCP_FIN_WAIT1: u32 = 4;
+#[allow(missing_docs)]
+pub const TCP_FIN_WAIT2: u32 = 5;
+#[allow(missing_docs)]
+pub const TCP_CLOSE: u32 = 7;
+#[allow(missing_docs)]
+pub const TCP_CLOSE_WAIT: u32 = 8;
+#[allow(missing_docs)]
+pub const TCP_LAST_ACK: u32 = 9;
+#[allow(missing_docs)]
+pub const TCP_LISTEN: u32 = 10;
+#[allow(missing_docs)]
+pub const TCP_CLOSING: u32 = 11;
+
+/// Whether a TCP state is one of a connection: saved (and restored) through repair mode.
+pub fn is_tcp_connection(state: u32) -> bool {
+    matches!(
+        state,
+        TCP_ESTABLISHED
+            | TCP_FIN_WAIT1
+            | TCP_FIN_WAIT2
+            | TCP_CLOSE_WAIT
+            | TCP_LAST_ACK
+            | TCP_CLOSING
+    )
+}
+
 /// `TCP_REPAIR` values.
 pub const TCP_REPAIR_ON: i32 = 1;
 /// Leaves repair mode and sends a window probe (the peer answers with where it is).

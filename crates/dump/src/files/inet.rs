@@ -23,35 +23,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use stasis_images::{ImageDir, ImageKind, pb};
-use stasis_sys::inet::{self, InetDiag};
+use stasis_sys::inet::{
+    self, InetDiag, TCP_CLOSE, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+    TCP_LAST_ACK, TCP_LISTEN, TCP_SYN_SENT, is_tcp_connection as is_connection,
+};
 use stasis_sys::netlock::NetLock;
 use stasis_sys::{Pid, net, proc};
 
 use super::{Fd, FileOptions, FileTable};
 use crate::error::{DumpError, Result, SysContext};
-
-const TCP_ESTABLISHED: u32 = 1;
-const TCP_SYN_SENT: u32 = 2;
-const TCP_FIN_WAIT1: u32 = 4;
-const TCP_FIN_WAIT2: u32 = 5;
-const TCP_CLOSE: u32 = 7;
-const TCP_CLOSE_WAIT: u32 = 8;
-const TCP_LAST_ACK: u32 = 9;
-const TCP_LISTEN: u32 = 10;
-const TCP_CLOSING: u32 = 11;
-
-/// Whether a TCP state is one of a connection, saved with its repair state.
-fn is_connection(state: u32) -> bool {
-    matches!(
-        state,
-        TCP_ESTABLISHED
-            | TCP_FIN_WAIT1
-            | TCP_FIN_WAIT2
-            | TCP_CLOSE_WAIT
-            | TCP_LAST_ACK
-            | TCP_CLOSING
-    )
-}
 
 /// A TCP connection in repair mode: whose, which fd, our copy, its `SO_REUSEADDR`
 /// (leaving repair mode resets it).

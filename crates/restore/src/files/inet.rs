@@ -19,19 +19,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use stasis_images::{ImageDir, ImageKind, pb};
+use stasis_sys::inet::{
+    TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
+    TCP_LAST_ACK, TCP_LISTEN, is_tcp_connection as is_connection,
+};
 use stasis_sys::{Pid, inet, net};
 
 use super::OpenCtx;
 use crate::error::{RestoreError, Result, SysContext, invalid};
 
-const TCP_ESTABLISHED: u32 = 1;
-const TCP_FIN_WAIT1: u32 = 4;
-const TCP_FIN_WAIT2: u32 = 5;
-const TCP_CLOSE: u32 = 7;
-const TCP_CLOSE_WAIT: u32 = 8;
-const TCP_LAST_ACK: u32 = 9;
-const TCP_LISTEN: u32 = 10;
-const TCP_CLOSING: u32 = 11;
 const TCPI_OPT_TIMESTAMPS: u32 = 1;
 const TCPI_OPT_SACK: u32 = 2;
 const TCPI_OPT_WSCALE: u32 = 4;
@@ -43,19 +39,6 @@ const TCPOPT_TIMESTAMP: u32 = 8;
 
 /// A TCP connection's saved state and its two queues.
 pub type TcpStream = (pb::TcpStreamEntry, Vec<u8>, Vec<u8>);
-
-/// Whether a TCP state is one of a connection (saved with its repair state).
-pub fn is_connection(state: u32) -> bool {
-    matches!(
-        state,
-        TCP_ESTABLISHED
-            | TCP_FIN_WAIT1
-            | TCP_FIN_WAIT2
-            | TCP_CLOSE_WAIT
-            | TCP_LAST_ACK
-            | TCP_CLOSING
-    )
-}
 
 /// Reads the `tcp-stream-INO.img` of every TCP connection among `files` (a dump with
 /// `--tcp-close` wrote none).
@@ -166,6 +149,15 @@ pub(crate) fn open(
     let pid = cx.pid;
     let what = format!("inet socket:[{}]", e.ino);
     let bad = |reason: String| invalid("files.img", format!("{what}: {reason}"));
+    let finish = |sock: OwnedFd| {
+        cx.finish(
+            sock,
+            e.flags,
+            libc::O_NONBLOCK | libc::O_ASYNC,
+            e.fown.as_ref(),
+            &what,
+        )
+    };
     let family = e.family as i32;
     if family != libc::AF_INET && family != libc::AF_INET6 {
         return Err(bad(format!("family {family}")));
@@ -183,13 +175,7 @@ pub(crate) fn open(
         // the program finds is a connection the network ended: ENOTCONN, EPIPE).
         let sock = inet::socket(family, kind, proto).ctx(pid, || format!("create {what}"))?;
         set_options(pid, sock.as_fd(), e, &what)?;
-        return cx.finish(
-            sock,
-            e.flags,
-            libc::O_NONBLOCK | libc::O_ASYNC,
-            e.fown.as_ref(),
-            &what,
-        );
+        return finish(sock);
     }
     let stream = if kind == libc::SOCK_STREAM && is_connection(e.state) {
         Some(cx.images.file_data.tcp_streams.get(&e.ino).ok_or_else(|| {
@@ -227,13 +213,7 @@ pub(crate) fn open(
             reuseaddr: e.opts.as_ref().and_then(|o| o.reuseaddr) == Some(true),
             what: what.clone(),
         });
-        return cx.finish(
-            sock,
-            e.flags,
-            libc::O_NONBLOCK | libc::O_ASYNC,
-            e.fown.as_ref(),
-            &what,
-        );
+        return finish(sock);
     }
     if local.port() != 0 || !local.ip().is_unspecified() {
         // The port of a dead listener may still have connections in TIME_WAIT: a TCP
@@ -333,13 +313,7 @@ pub(crate) fn open(
     if let Some(how) = how {
         net::shutdown(fd, how).ctx(pid, || format!("shut down {what}"))?;
     }
-    cx.finish(
-        sock,
-        e.flags,
-        libc::O_NONBLOCK | libc::O_ASYNC,
-        e.fown.as_ref(),
-        &what,
-    )
+    finish(sock)
 }
 
 /// Gives a socket the options the dump saw, in the order that makes them stick.

@@ -35,7 +35,7 @@ use stasis_images::{ImageDir, pb};
 use stasis_sys::process::RestoreChild;
 use stasis_sys::{Pid, fs};
 
-pub use inet::{TcpRepaired, is_connection as is_tcp_connection};
+pub use inet::TcpRepaired;
 pub use reg::open_reg;
 pub use tty::{TtyImages, load as load_ttys};
 
@@ -303,7 +303,8 @@ impl OpenedFiles {
                 .get(&id)
                 .and_then(|f| f.isk.as_ref())
                 .is_some_and(|i| {
-                    i.r#type as i32 == libc::SOCK_STREAM && inet::is_connection(i.state)
+                    i.r#type as i32 == libc::SOCK_STREAM
+                        && stasis_sys::inet::is_tcp_connection(i.state)
                 })
         };
         wanted.sort_by_key(|(_, id, _)| (is_notify(*id), is_connection(*id)));
