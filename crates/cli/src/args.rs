@@ -72,6 +72,8 @@ pub struct Args {
     pub children: Option<usize>,
     /// `--threads N` (workload): extra threads.
     pub threads: Option<usize>,
+    /// `--connections N` (workload): TCP connections over loopback.
+    pub connections: Option<usize>,
     /// `--tcp-established`: save TCP connections.
     pub tcp_established: bool,
     /// `--skip-in-flight`: leave connections waiting to be accepted behind.
@@ -116,6 +118,7 @@ impl Default for Args {
             report: None,
             children: None,
             threads: None,
+            connections: None,
             tcp_established: false,
             skip_in_flight: false,
             tcp_close: false,
@@ -159,6 +162,7 @@ enum Key {
     SkipFileRwxCheck,
     Children,
     Threads,
+    Connections,
     Report,
     TcpEstablished(bool),
     SkipInFlight,
@@ -238,6 +242,7 @@ const SPECS: &[Spec] = &[
     spec("report", None, HasArg::Required, Key::Report),
     spec("children", None, HasArg::Required, Key::Children),
     spec("threads", None, HasArg::Required, Key::Threads),
+    spec("connections", None, HasArg::Required, Key::Connections),
     // Accepted for compatibility with scripts written for CRIU. They allow kinds of state
     // (or tune behaviour) that stasis either handles without being asked or rejects with
     // a clear error when it meets them.
@@ -352,6 +357,7 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::Report => args.report = Some(need(value)?.into()),
         Key::Children => args.children = Some(number(need(value)?, shown)?),
         Key::Threads => args.threads = Some(number(need(value)?, shown)?),
+        Key::Connections => args.connections = Some(number(need(value)?, shown)?),
         Key::TcpEstablished(b) => args.tcp_established = b,
         Key::SkipInFlight => args.skip_in_flight = true,
         Key::TcpClose => args.tcp_close = true,

@@ -51,12 +51,14 @@ fn page_cache_bandwidth(dir: &Path) -> Result<f64, String> {
 }
 
 /// Dumps and restores a workload of `mib` MiB `runs` times into one images directory (as
-/// periodic checkpoints do); returns every (dump, restore) time, first run first.
+/// periodic checkpoints do), with workload options `extra` and stasis options `options`;
+/// returns every (dump, restore) time, first run first.
 fn cycle(
     dir: &Path,
     mib: u64,
     runs: usize,
     extra: &[&str],
+    options: &[&str],
 ) -> Result<Vec<(Duration, Duration)>, String> {
     let images = dir.join(format!("images-{mib}-{}", extra.join("-")));
     let _ = std::fs::remove_dir_all(&images);
@@ -66,9 +68,13 @@ fn cycle(
     for _ in 0..runs {
         let mut w = start_workload(dir, mib, 1000, extra)?;
         let pid = w.pid.to_string();
-        let dump = stasis_timed(&["dump", "-t", &pid, "-D", images_s])?;
+        let mut dump_args = vec!["dump", "-t", &pid, "-D", images_s];
+        dump_args.extend_from_slice(options);
+        let dump = stasis_timed(&dump_args)?;
         w.reap();
-        let restore = stasis_timed(&["restore", "-D", images_s, "-d"])?;
+        let mut restore_args = vec!["restore", "-D", images_s, "-d"];
+        restore_args.extend_from_slice(options);
+        let restore = stasis_timed(&restore_args)?;
         let report = w.verify()?;
         if !report.starts_with("PASS") {
             return Err(format!("restored workload failed its check: {report}"));
@@ -99,7 +105,7 @@ pub fn run(dir: Option<&Path>, mib: u64, runs: usize) -> Result<(), String> {
         memcpy / GIB,
         cache / GIB
     );
-    let times = cycle(&dir, mib, runs, &[])?;
+    let times = cycle(&dir, mib, runs, &[], &[])?;
     let bytes = (mib << 20) as f64;
     let (first_dump, first_restore) = times[0];
     let dump = median(times.iter().map(|t| t.0).collect());
@@ -116,17 +122,29 @@ pub fn run(dir: Option<&Path>, mib: u64, runs: usize) -> Result<(), String> {
         ms(first_dump),
         ms(first_restore)
     );
-    let shapes: [(&str, u64, &[&str]); 3] = [
-        ("trivial process:", 0, &[]),
-        ("1000 threads:", 0, &["--threads", "999"]),
-        ("100 processes, 64 MiB shared:", 64, &["--children", "99"]),
+    let tcp: &[&str] = &["--tcp-established"];
+    let shapes: [(&str, u64, &[&str], &[&str]); 4] = [
+        ("trivial process:", 0, &[], &[]),
+        ("1000 threads:", 0, &["--threads", "999"], &[]),
+        (
+            "100 processes, 64 MiB shared:",
+            64,
+            &["--children", "99"],
+            &[],
+        ),
+        (
+            "256 TCP connections (both ends):",
+            0,
+            &["--connections", "256"],
+            tcp,
+        ),
     ];
-    for (what, mib, extra) in shapes {
-        let times = cycle(&dir, mib, runs.max(5), extra)?;
+    for (what, mib, extra, options) in shapes {
+        let times = cycle(&dir, mib, runs.max(5), extra, options)?;
         let dump = median(times.iter().map(|t| t.0).collect());
         let restore = median(times.iter().map(|t| t.1).collect());
         println!(
-            "{what:<30} dump {:7.1} ms, restore {:7.1} ms",
+            "{what:<33} dump {:7.1} ms, restore {:7.1} ms",
             ms(dump),
             ms(restore)
         );

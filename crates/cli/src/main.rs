@@ -214,6 +214,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 tick_ms: args.tick_ms.unwrap_or(100),
                 children: args.children.unwrap_or(0),
                 threads: args.threads.unwrap_or(0),
+                connections: args.connections.unwrap_or(0),
             });
             Ok(ExitCode::from(code))
         }

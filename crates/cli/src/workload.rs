@@ -6,9 +6,12 @@
 //! line per tick appended to FILE.ticks). On SIGTERM it regenerates the stream, compares
 //! every word, checks its counters and writes `PASS ...` or `FAIL ...` to FILE.
 //! `--threads N` adds threads counting on their own, `--children N` forked children that
-//! share the memory copy-on-write and check it too.
+//! share the memory copy-on-write and check it too, `--connections N` TCP connections
+//! over loopback (both ends in the process) with bytes in flight both ways, which must
+//! arrive after the restore, followed by new ones.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -52,6 +55,64 @@ pub struct Shape<'a> {
     pub children: usize,
     /// Extra threads, each with counters of its own.
     pub threads: usize,
+    /// TCP connections over loopback, both ends ours, with bytes in flight both ways.
+    pub connections: usize,
+}
+
+/// Bytes each end of a connection has in flight towards the other at the checkpoint.
+const IN_FLIGHT: usize = 3000;
+
+/// Byte `at` of what connection `conn` carries in direction `dir` (0: client to server).
+fn pattern(conn: usize, dir: usize, at: usize) -> u8 {
+    (conn.wrapping_mul(131) ^ at.wrapping_mul(7) ^ dir.wrapping_mul(0x55)) as u8
+}
+
+/// `n` connections to a listener of ours on 127.0.0.1, each end having written
+/// [`IN_FLIGHT`] bytes the other has not read.
+fn connect_pairs(n: usize) -> Result<Vec<(TcpStream, TcpStream)>, String> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listen: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut pairs = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = TcpStream::connect(addr).map_err(|e| format!("connect {i}: {e}"))?;
+        let (mut server, _) = listener.accept().map_err(|e| format!("accept {i}: {e}"))?;
+        for (dir, end) in [&mut client, &mut server].into_iter().enumerate() {
+            let bytes: Vec<u8> = (0..IN_FLIGHT).map(|at| pattern(i, dir, at)).collect();
+            end.write_all(&bytes)
+                .map_err(|e| format!("connection {i}: {e}"))?;
+            end.set_read_timeout(Some(Duration::from_secs(30)))
+                .map_err(|e| e.to_string())?;
+        }
+        pairs.push((client, server));
+    }
+    Ok(pairs)
+}
+
+/// Every byte in flight arrives, in order, then new bytes each way.
+fn check_pairs(pairs: &[(TcpStream, TcpStream)]) -> Result<(), String> {
+    for (i, (client, server)) in pairs.iter().enumerate() {
+        for (dir, (mut from, mut to)) in
+            [(client, server), (server, client)].into_iter().enumerate()
+        {
+            let fresh: Vec<u8> = (IN_FLIGHT..IN_FLIGHT + 100)
+                .map(|at| pattern(i, dir, at))
+                .collect();
+            from.write_all(&fresh)
+                .map_err(|e| format!("connection {i}: write after the restore: {e}"))?;
+            let mut got = vec![0; IN_FLIGHT + 100];
+            to.read_exact(&mut got)
+                .map_err(|e| format!("connection {i}, direction {dir}: read: {e}"))?;
+            if let Some(at) = (0..got.len()).find(|&at| got[at] != pattern(i, dir, at)) {
+                return Err(format!(
+                    "connection {i}, direction {dir}: byte {at} differs"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Two counters kept in lockstep until SIGTERM, pausing `pause` every 1024 steps: a
@@ -90,6 +151,7 @@ pub fn run(shape: &Shape<'_>) -> u8 {
         tick_ms,
         children,
         threads,
+        connections,
     } = *shape;
     if let Err(e) = stasis_sys::signal::set_handler(libc::SIGTERM, on_term) {
         eprintln!("workload: cannot handle SIGTERM: {e}");
@@ -123,6 +185,13 @@ pub fn run(shape: &Shape<'_>) -> u8 {
     let workers: Vec<_> = (0..threads)
         .map(|_| std::thread::spawn(|| count_until_term(Duration::from_millis(20), || {})))
         .collect();
+    let conns = match connect_pairs(connections) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("workload: {e}");
+            return 2;
+        }
+    };
     let ticks_path = report.with_extension("ticks");
     let mut ticks = match std::fs::OpenOptions::new()
         .create(true)
@@ -162,6 +231,9 @@ pub fn run(shape: &Shape<'_>) -> u8 {
             Err(_) => problems.push(format!("thread {i} panicked")),
         }
     }
+    if let Err(e) = check_pairs(&conns) {
+        problems.push(e);
+    }
     for pid in kids {
         let _ = stasis_sys::process::kill(pid, libc::SIGTERM);
         match stasis_sys::process::wait_exit(pid) {
@@ -174,7 +246,7 @@ pub fn run(shape: &Shape<'_>) -> u8 {
         Some(p) => format!("FAIL {p}"),
         None => format!(
             "PASS {mib} MiB verified, {iterations} iterations, {threads} more threads, \
-             {children} children"
+             {children} children, {connections} connections"
         ),
     };
     if std::fs::write(report, format!("{verdict}\n")).is_err() {
