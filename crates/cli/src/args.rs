@@ -78,6 +78,9 @@ pub struct Args {
     pub skip_in_flight: bool,
     /// `--network-lock METHOD`.
     pub network_lock: Option<String>,
+    /// `--ext-unix-sk` (`-x`): datagram unix sockets connected to named sockets outside
+    /// the tree are allowed (connected again by name at restore).
+    pub ext_unix_sk: bool,
     /// Options accepted for compatibility that change nothing for the state stasis
     /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
     pub accepted: Vec<String>,
@@ -117,6 +120,7 @@ impl Default for Args {
             tcp_established: false,
             skip_in_flight: false,
             network_lock: None,
+            ext_unix_sk: false,
             accepted: Vec::new(),
         }
     }
@@ -160,6 +164,7 @@ enum Key {
     TcpEstablished(bool),
     SkipInFlight,
     NetworkLock,
+    ExtUnixSk,
     /// Compatibility flag with no effect yet.
     Accepted,
 }
@@ -251,7 +256,7 @@ const SPECS: &[Spec] = &[
     ),
     spec("skip-in-flight", None, HasArg::No, Key::SkipInFlight),
     spec("network-lock", None, HasArg::Required, Key::NetworkLock),
-    spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::Accepted),
+    spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::ExtUnixSk),
     spec("evasive-devices", None, HasArg::No, Key::Accepted),
     spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
     spec("display-stats", None, HasArg::No, Key::Accepted),
@@ -351,6 +356,13 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::TcpEstablished(b) => args.tcp_established = b,
         Key::SkipInFlight => args.skip_in_flight = true,
         Key::NetworkLock => args.network_lock = Some(need(value)?),
+        Key::ExtUnixSk => {
+            // CRIU's optional value names sockets by inode; stasis allows every one.
+            if let Some(v) = value {
+                log::debug!("--ext-unix-sk={v}: every external datagram peer is allowed");
+            }
+            args.ext_unix_sk = true;
+        }
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
     Ok(())
@@ -509,8 +521,9 @@ mod tests {
     #[test]
     fn compatibility_flags_are_recorded() {
         let a = p("dump --tcp-established -x --evasive-devices").unwrap();
-        assert_eq!(a.accepted, ["--ext-unix-sk", "--evasive-devices"]);
-        assert!(a.tcp_established);
+        assert_eq!(a.accepted, ["--evasive-devices"]);
+        assert!(a.tcp_established && a.ext_unix_sk);
+        assert!(!p("dump -t 1").unwrap().ext_unix_sk);
     }
 
     #[test]

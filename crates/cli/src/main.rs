@@ -144,6 +144,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 tcp_established: args.tcp_established,
                 skip_in_flight: args.skip_in_flight,
                 network_lock: network_lock(args)?,
+                ext_unix_sk: args.ext_unix_sk,
             };
             let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
             log::info!(

@@ -23,9 +23,19 @@ fn leave_running_unix_sockets() {
     );
 }
 
-/// A dump refused after other sockets' queues were peeked at (and their SO_PEEK_OFF
-/// moved) leaves every socket as it was: the fixture still checks every byte in flight,
-/// its peek offsets and options.
+/// Connections waiting in an accept queue with data their clients sent (which only
+/// accepting them can read), accepted connections, path, abstract and unnamed sockets:
+/// the dump, which kills the tree, reads the waiting data last; the restored listener has
+/// the same connections waiting, in order, with their bytes.
+#[test]
+fn unix_accept_queues_with_data_and_multi_skb_queues() {
+    checkpoint_restore_fixture("sk_unix", Start::in_dir("sk_unix"));
+}
+
+/// With --leave-running the waiting connections' data cannot be read (accepting them
+/// would show): the dump is refused, after other sockets' queues were peeked at (and
+/// their SO_PEEK_OFF moved), and leaves every socket as it was: the fixture still checks
+/// every byte in flight, its peek offsets, options and its accept queue.
 #[test]
 fn refused_socket_dump_leaves_the_sockets_unharmed() {
     let _serial = setup();
@@ -38,6 +48,7 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
         &run.pid.to_string(),
         "-D",
         images.to_str().unwrap(),
+        "--leave-running",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
@@ -48,6 +59,30 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
         "unclear error: {err}"
     );
     run.assert_pass();
+}
+
+/// Sockets across a tree: an accepted connection with data both ways, waiting
+/// connections from two processes with data, a datagram socket bound to a path that was
+/// unlinked (shared by two processes, its connected client in another), a listener whose
+/// path now holds a regular file (which the restore leaves as it was).
+#[test]
+fn unix_sockets_across_a_tree_with_deleted_and_replaced_names() {
+    checkpoint_restore_fixture("sk_unix_tree", Start::in_dir("sk_unix_tree"));
+}
+
+/// File descriptors in flight (SCM_RIGHTS: pipe ends with data, a file at an offset, one
+/// description twice) and credentials naming processes of the tree (SCM_CREDENTIALS,
+/// SO_PASSPIDFD), across two processes.
+#[test]
+fn unix_fds_and_credentials_in_flight() {
+    checkpoint_restore_fixture("sk_unix_scm", Start::in_dir("sk_unix_scm"));
+}
+
+/// Peeking at messages with fds in flight takes nothing: the tree that goes on running
+/// receives every fd and credential; the images restore once it is gone.
+#[test]
+fn leave_running_unix_fds_in_flight() {
+    leave_running_then_restore("leave_running_sk_unix_scm", Start::in_dir("sk_unix_scm"));
 }
 
 #[test]
