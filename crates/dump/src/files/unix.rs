@@ -370,17 +370,15 @@ pub(crate) fn dump_socket(
     } else {
         waiting_on.unwrap_or(0)
     };
-    // An accepted socket shows its listener's name without owning it: a path name without
-    // a bound file of its own, or an abstract name a listener has.
+    // An accepted socket shows its listener's name (and bound file) without owning it:
+    // a listener has the same. (With the listener gone it looks like a socket bound to
+    // the name, and is restored as one.)
     let accepted = connected
         && stream
         && !d.name.is_empty()
-        && if d.name[0] == 0 {
-            diag.values()
-                .any(|o| o.state == TCP_LISTEN && o.name == d.name)
-        } else {
-            d.vfs.is_none()
-        };
+        && diag.values().any(|o| {
+            o.state == TCP_LISTEN && o.ino != ino && o.name == d.name && o.vfs == d.vfs
+        });
     // A datagram from an unnamed sender of an unconnected receiver: its sender is
     // known when only one unnamed datagram socket that could have sent it has bytes
     // charged to it.

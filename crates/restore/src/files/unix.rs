@@ -1,7 +1,7 @@
 //! Unix sockets, made again by stasis before any process is forked.
 //!
-//! - A connected pair without names, or a stream pair neither end of which was accepted,
-//!   is a `socketpair` (each end then bound to its own name, if it had one).
+//! - Two sockets connected to each other, neither end accepted, are a `socketpair` (each
+//!   end then bound to its own name, if it had one).
 //! - An accepted connection is accepted again: its client (bound to its own name first)
 //!   connects to the listener with the accepted end's name, which is the tree's listener
 //!   if it has one (before that listener's waiting connections are queued), else a
@@ -214,8 +214,9 @@ impl Sockets {
                 && p.r#type == e.r#type
         });
         if let Some(p) = partner {
-            let unnamed = e.name.is_empty() && p.name.is_empty();
-            if unnamed || (stream && !accepted(e) && !accepted(p)) {
+            // Each end bound afterwards (an autobound name too: SO_PASSCRED binds a
+            // datagram socket to one when it sends).
+            if !accepted(e) && !accepted(p) {
                 let (a, b) = net::unix_pair(kind).ctx(pid, || format!("socketpair for {what}"))?;
                 set_options(pid, a.as_fd(), e, &what)?;
                 set_options(pid, b.as_fd(), p, &what)?;
@@ -333,7 +334,7 @@ impl Sockets {
             let Some(peer) = all.get(&e.peer) else {
                 continue;
             };
-            if peer.peer == *ino && e.name.is_empty() && peer.name.is_empty() {
+            if peer.peer == *ino {
                 continue; // a socketpair, connected already
             }
             net::unix_connect(self.made[ino].as_fd(), &peer.name).ctx(pid, || {
