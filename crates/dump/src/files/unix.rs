@@ -376,9 +376,9 @@ pub(crate) fn dump_socket(
     let accepted = connected
         && stream
         && !d.name.is_empty()
-        && diag.values().any(|o| {
-            o.state == TCP_LISTEN && o.ino != ino && o.name == d.name && o.vfs == d.vfs
-        });
+        && diag
+            .values()
+            .any(|o| o.state == TCP_LISTEN && o.ino != ino && o.name == d.name && o.vfs == d.vfs);
     // A datagram from an unnamed sender of an unconnected receiver: its sender is
     // known when only one unnamed datagram socket that could have sent it has bytes
     // charged to it.
