@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use crate::harness::{
     Scratch, Start, assert_crit_decodes, checkpoint_restore_fixture,
     checkpoint_restore_fixture_with, dump, leave_running_then, leave_running_then_restore,
-    leave_running_then_with, read_lossy, setup, start, stasis, stasis_bin,
+    leave_running_then_with, read_lossy, restore, setup, start, stasis, stasis_bin, status_field,
 };
 
 #[test]
@@ -357,13 +357,13 @@ fn ext_unix_sk_datagram_peer_outside_the_tree() {
         "unclear error: {err}"
     );
     assert!(
-        crate::harness::status_field(run.pid, "TracerPid").as_deref() == Some("0"),
+        status_field(run.pid, "TracerPid").as_deref() == Some("0"),
         "the refused tree is still traced"
     );
 
-    crate::harness::dump(run.pid, &images, &["--ext-unix-sk"]);
+    dump(run.pid, &images, &["--ext-unix-sk"]);
     run.reap_killed();
-    crate::harness::restore(&images, &["--ext-unix-sk"]);
+    restore(&images, &["--ext-unix-sk"]);
     run.assert_pass();
     let mut got = Vec::new();
     for _ in 0..2 {
