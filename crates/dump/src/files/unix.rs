@@ -74,12 +74,48 @@ pub(crate) struct Sockets {
     in_flight: Vec<OwnedFd>,
     /// `--ext-unix-sk`.
     ext: bool,
+    /// `--skip-in-flight`.
+    skip_in_flight: bool,
 }
 
 /// Every connected socket's peer must be one of the tree's; with `--ext-unix-sk` a
 /// datagram socket may be connected to a named socket outside, which gets an entry of
 /// its own (CRIU's `USK_EXTERN`) for the restore to connect to by name.
 pub(crate) fn check_peers(table: &mut FileTable) -> Result<()> {
+    // A connection from outside the tree waiting on a listener of the tree: left behind
+    // with --skip-in-flight (its client sees it reset), else refused.
+    let skip = table.sockets.skip_in_flight;
+    let dumped = &table.sockets.dumped;
+    for e in table.entries.iter_mut().filter_map(|e| e.usk.as_mut()) {
+        let outside: Vec<u32> = e
+            .stasis_icons
+            .iter()
+            .copied()
+            .filter(|c| !dumped.contains_key(c))
+            .collect();
+        if outside.is_empty() {
+            continue;
+        }
+        let l = table.sockets.listeners.get(&e.ino);
+        if !skip {
+            return Err(DumpError::Unsupported {
+                pid: l.map_or(0, |l| l.pid),
+                resource: format!("fd {} (socket:[{}])", l.map_or(-1, |l| l.fd), e.ino),
+                reason: format!(
+                    "a connection from socket:[{}] outside the tree waits in its accept \
+                     queue (--skip-in-flight leaves such connections behind)",
+                    outside[0]
+                ),
+            });
+        }
+        log::warn!(
+            "socket:[{}]: {} connections from outside the tree waiting to be accepted are \
+             left behind (--skip-in-flight)",
+            e.ino,
+            outside.len()
+        );
+        e.stasis_icons.retain(|c| !outside.contains(c));
+    }
     let peers = std::mem::take(&mut table.sockets.peers);
     for p in &peers {
         if table.sockets.dumped.contains_key(&p.peer) {
@@ -188,15 +224,9 @@ impl Sockets {
             for a in accepted {
                 let st = fs::fstat(a.as_fd()).ctx(l.pid, || what("fstat"))?;
                 let client = diag.get(&(st.st_ino as u32)).map_or(0, |d| d.peer);
+                // A client outside the tree: left behind (--skip-in-flight).
                 let Some(&id) = self.dumped.get(&client) else {
-                    return Err(DumpError::Unsupported {
-                        pid: l.pid,
-                        resource: what("accept queue"),
-                        reason: format!(
-                            "a waiting connection's client (socket:[{client}]) is not in the \
-                             tree"
-                        ),
-                    });
+                    continue;
                 };
                 let desc = format!("fd {} (a connection waiting on it)", l.fd);
                 let stream = l.kind == libc::SOCK_STREAM;
@@ -320,6 +350,7 @@ pub(crate) fn dump_socket(
         );
     }
     table.sockets.ext = opts.ext_unix_sk;
+    table.sockets.skip_in_flight = opts.skip_in_flight;
     if table.sockets.diag.is_none() {
         table.sockets.diag =
             Some(net::unix_sockets().ctx(f.pid, || "sock_diag of unix sockets".into())?);
