@@ -82,6 +82,9 @@ pub struct Args {
     pub tcp_close: bool,
     /// `--network-lock METHOD`.
     pub network_lock: Option<String>,
+    /// `--ext-unix-sk` (`-x`): datagram unix sockets connected to named sockets outside
+    /// the tree are allowed (connected again by name at restore).
+    pub ext_unix_sk: bool,
     /// Options accepted for compatibility that change nothing for the state stasis
     /// supports today (e.g. `--tcp-established` for a tree without TCP connections).
     pub accepted: Vec<String>,
@@ -123,6 +126,7 @@ impl Default for Args {
             skip_in_flight: false,
             tcp_close: false,
             network_lock: None,
+            ext_unix_sk: false,
             accepted: Vec::new(),
         }
     }
@@ -168,6 +172,7 @@ enum Key {
     SkipInFlight,
     TcpClose,
     NetworkLock,
+    ExtUnixSk,
     /// Compatibility flag with no effect yet.
     Accepted,
 }
@@ -260,7 +265,7 @@ const SPECS: &[Spec] = &[
     ),
     spec("skip-in-flight", None, HasArg::No, Key::SkipInFlight),
     spec("network-lock", None, HasArg::Required, Key::NetworkLock),
-    spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::Accepted),
+    spec("ext-unix-sk", Some('x'), HasArg::Optional, Key::ExtUnixSk),
     spec("evasive-devices", None, HasArg::No, Key::Accepted),
     spec("manage-cgroups", None, HasArg::Optional, Key::Accepted),
     spec("display-stats", None, HasArg::No, Key::Accepted),
@@ -362,6 +367,13 @@ fn apply(args: &mut Args, spec: &Spec, value: Option<String>, shown: &str) -> Re
         Key::SkipInFlight => args.skip_in_flight = true,
         Key::TcpClose => args.tcp_close = true,
         Key::NetworkLock => args.network_lock = Some(need(value)?),
+        Key::ExtUnixSk => {
+            // CRIU's optional value names sockets by inode; stasis allows every one.
+            if let Some(v) = value {
+                log::debug!("--ext-unix-sk={v}: every external datagram peer is allowed");
+            }
+            args.ext_unix_sk = true;
+        }
         Key::Accepted => args.accepted.push(format!("--{}", spec.long)),
     }
     Ok(())
@@ -520,8 +532,9 @@ mod tests {
     #[test]
     fn compatibility_flags_are_recorded() {
         let a = p("dump --tcp-established -x --evasive-devices").unwrap();
-        assert_eq!(a.accepted, ["--ext-unix-sk", "--evasive-devices"]);
-        assert!(a.tcp_established);
+        assert_eq!(a.accepted, ["--evasive-devices"]);
+        assert!(a.tcp_established && a.ext_unix_sk);
+        assert!(!p("dump -t 1").unwrap().ext_unix_sk);
     }
 
     #[test]

@@ -145,6 +145,7 @@ fn run(command: &str, args: &Args) -> Result<ExitCode, String> {
                 skip_in_flight: args.skip_in_flight,
                 tcp_close: args.tcp_close,
                 network_lock: network_lock(args)?,
+                ext_unix_sk: args.ext_unix_sk,
             };
             let stats = stasis_dump::dump(&opts).map_err(|e| e.to_string())?;
             log::info!(

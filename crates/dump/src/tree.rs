@@ -40,6 +40,9 @@ pub struct DumpOptions {
     pub skip_in_flight: bool,
     /// How TCP connections are locked while saved (`--network-lock`).
     pub network_lock: stasis_sys::netlock::Method,
+    /// Datagram unix sockets may be connected to named sockets outside the tree
+    /// (`--ext-unix-sk`).
+    pub ext_unix_sk: bool,
 }
 
 impl DumpOptions {
@@ -55,6 +58,8 @@ impl DumpOptions {
             skip_in_flight: self.skip_in_flight,
             network_lock: self.network_lock,
             root: self.pid,
+            ext_unix_sk: self.ext_unix_sk,
+            leave_running: self.leave_running,
         }
     }
 }
@@ -444,6 +449,14 @@ fn collect_and_write(
         restore: None,
     };
     dir.write_all(ImageKind::Stats, 0, [&stats_entry])?;
+    // What clients of connections waiting to be accepted sent can only be read by
+    // accepting them, which the tree would notice: only done for a tree killed after
+    // the dump (the dump refuses such connections with --leave-running), once every other
+    // image is written.
+    if files.takes_connections() {
+        log::info!("accepting waiting unix connections to read what their clients sent");
+    }
+    files.write_socket_queues(dir)?;
     // The inventory goes last: its presence marks a complete dump.
     let inventory = pb::InventoryEntry {
         img_version: IMG_VERSION,

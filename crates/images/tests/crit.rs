@@ -592,6 +592,8 @@ fn files() -> Vec<FileEntry> {
                 deleted: None,
                 ns_id: None,
                 mnt_id: None,
+                stasis_icons: Vec::new(),
+                stasis_accepted: None,
             }),
             ..file(FdTypes::Unixsk, 14)
         },
@@ -1181,13 +1183,20 @@ fn crit_decodes_every_image_kind() {
                 w.write(&SkPacketEntry {
                     id_for: 14,
                     length: 5,
-                    scm: Vec::new(),
+                    // Two fds in flight (CRIU's field): file ids 3 and 12.
+                    scm: vec![ScmEntry {
+                        r#type: 1,
+                        rights: vec![3, 12],
+                    }],
                     stasis_ucred: Some(StasisUcredEntry {
                         pid: 4242,
                         uid: 0,
                         gid: 0,
                     }),
                     stasis_from: None,
+                    stasis_to_peer: None,
+                    stasis_unix_from: None,
+                    stasis_sender: None,
                 })
                 .unwrap();
                 w.write_raw(b"hello").unwrap();
@@ -1197,12 +1206,20 @@ fn crit_decodes_every_image_kind() {
                     scm: Vec::new(),
                     stasis_ucred: None,
                     stasis_from: Some("127.0.0.1:53".into()),
+                    stasis_to_peer: Some(true),
+                    stasis_unix_from: Some(b"\0sender".to_vec()),
+                    stasis_sender: Some(51_001),
                 })
                 .unwrap();
                 w.finish().unwrap();
                 (
                     name,
-                    vec!["\"SK_QUEUES\"", "\"id_for\": 14", "aGVsbG8="],
+                    vec![
+                        "\"SK_QUEUES\"",
+                        "\"id_for\": 14",
+                        "aGVsbG8=",
+                        "\"rights\": [",
+                    ],
                     false,
                 )
             }

@@ -178,6 +178,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         .any(|e| {
             e.r#type as i32 == libc::SOCK_STREAM && stasis_sys::inet::is_tcp_connection(e.state)
         });
+    let mut unix_late = files.take_unix_late();
     let links = files.close();
     drop(shared);
 
@@ -188,8 +189,12 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         from_children,
         barrier_write,
         go_write,
-        || release_tcp(root, &tcp, opts.network_lock, locked),
+        Hooks {
+            created: |pids: &mut PidSpace| unix_late.refill(root, |p| pids.host(p)),
+            before_detach: || release_tcp(root, &tcp, opts.network_lock, locked),
+        },
     );
+    drop(unix_late);
     if let Err(e) = result {
         // Never leave a half-restored process behind.
         kill_all(&plan, &pids);
@@ -315,6 +320,13 @@ fn release_tcp(
     Ok(())
 }
 
+/// What stasis does itself while the tree is made: once every process exists (before
+/// any is let past the barrier), and before the processes are detached.
+struct Hooks<C, D> {
+    created: C,
+    before_detach: D,
+}
+
 fn supervise(
     images: &Images,
     plan: &Plan,
@@ -322,8 +334,12 @@ fn supervise(
     from_children: OwnedFd,
     barrier: OwnedFd,
     go: OwnedFd,
-    before_detach: impl FnOnce() -> Result<()>,
+    hooks: Hooks<impl FnMut(&mut PidSpace) -> Result<()>, impl FnOnce() -> Result<()>>,
 ) -> Result<()> {
+    let Hooks {
+        created: mut on_created,
+        before_detach,
+    } = hooks;
     let alive: Vec<Pid> = images.processes.iter().map(|p| p.pid()).collect();
     let helpers: Vec<Pid> = plan.helpers.values().flatten().map(|h| h.pid).collect();
     // Processes and zombies wait at the barrier; helpers report "created" too.
@@ -366,6 +382,8 @@ fn supervise(
                         members.len(),
                         helpers.len()
                     );
+                    // Every process exists and none runs its program yet.
+                    on_created(pids)?;
                     release(&barrier, at_barrier)?;
                 }
             }

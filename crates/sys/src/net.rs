@@ -264,29 +264,37 @@ pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> Result<()> {
 }
 
 /// A message peeked at: its bytes, the sender's credentials if the receiver asked for
-/// them (`SO_PASSCRED`), and whether file descriptors came with it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// them (`SO_PASSCRED`), and the file descriptors that came with it.
+#[derive(Debug, Default)]
 pub struct Peeked {
     /// The bytes.
     pub data: Vec<u8>,
     /// (pid, uid, gid) from `SCM_CREDENTIALS`.
     pub creds: Option<(i32, u32, u32)>,
-    /// `SCM_RIGHTS` was attached (the fds were installed in our process and closed).
-    pub had_rights: bool,
+    /// `SCM_RIGHTS`: a peek installs copies of the fds in flight in our process (each
+    /// the very open file description in flight), in the order they were sent.
+    pub rights: Vec<OwnedFd>,
+    /// The sender's name (`sun_path` bytes; empty for an unnamed sender or a stream).
+    pub from: Vec<u8>,
 }
 
-/// Peeks at the next message (or, for a stream, the next bytes) at the socket's peek
-/// offset without waiting, and moves the offset past it (`SO_PEEK_OFF` must be set).
-/// `None` when nothing is left.
-pub fn peek(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Peeked>> {
+/// Peeks at the next message (or, for a `stream`, the next bytes) at the socket's peek
+/// offset without waiting, and moves the offset past it (`SO_PEEK_OFF` must be set; an
+/// empty datagram is seen once, then skipped). `None` when nothing is left.
+pub fn peek(fd: BorrowedFd<'_>, max: usize, stream: bool) -> Result<Option<Peeked>> {
     let mut data = vec![0u8; max.max(1)];
-    let mut ctl = [0u64; 64];
+    // Room for SCM_MAX_FD (253) fds, credentials and a pidfd.
+    let mut ctl = [0u64; 192];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
     };
     // SAFETY: an all-zero msghdr is valid; the pointers set below live across the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // SAFETY: an all-zero sockaddr_un is valid to be overwritten.
+    let mut from: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_un>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = ctl.as_mut_ptr().cast();
@@ -295,14 +303,20 @@ pub fn peek(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Peeked>> {
     // SAFETY: recvmsg writes into the buffers msg describes.
     let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
     let n = match Errno::result(r as libc::c_long) {
-        Ok(0) if msg.msg_controllen == 0 => return Ok(None),
+        Ok(0) if stream && msg.msg_controllen == 0 => return Ok(None),
         Ok(n) => n as usize,
         Err(Errno(libc::EAGAIN)) => return Ok(None),
         Err(e) => return Err(e),
     };
     data.truncate(n);
+    let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    let name_len = (msg.msg_namelen as usize).saturating_sub(size_of::<libc::sa_family_t>());
     let mut out = Peeked {
         data,
+        from: from.sun_path[..name_len.min(from.sun_path.len())]
+            .iter()
+            .map(|c| *c as u8)
+            .collect(),
         ..Default::default()
     };
     // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within
@@ -320,35 +334,53 @@ pub fn peek(fd: BorrowedFd<'_>, max: usize) -> Result<Option<Peeked>> {
             out.creds = Some((u.pid, u.uid, u.gid));
         }
         if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
-            out.had_rights = true;
             for i in 0..len / 4 {
                 let at = payload.wrapping_add(i * 4).cast::<i32>();
                 // SAFETY: the payload holds len / 4 ints, each a new fd of ours.
                 let fd = unsafe { std::ptr::read_unaligned(at) };
                 // SAFETY: the fd was just installed for us by the kernel.
-                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                out.rights.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
+        }
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == SCM_PIDFD && len >= 4 {
+            // SAFETY: the payload holds one int, a pidfd installed for us.
+            let fd = unsafe { std::ptr::read_unaligned(payload.cast::<i32>()) };
+            // SAFETY: the fd was just installed for us by the kernel.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         // SAFETY: CMSG_NXTHDR stays within the control buffer or returns null.
         c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
+    if truncated {
+        return Err(Errno(libc::ENOBUFS));
+    }
     Ok(Some(out))
 }
 
+/// `SO_PASSPIDFD`: the receiver gets a pidfd of the sender with each message.
+pub const SO_PASSPIDFD: i32 = 76;
+/// The control message carrying that pidfd.
+const SCM_PIDFD: i32 = 0x04;
+
 /// Sends one message (stream bytes, or a datagram), to unix name `to` if given, with
-/// credentials if given, without waiting.
+/// credentials and file descriptors (`SCM_RIGHTS`) if given, without waiting.
 pub fn send_to(
     fd: BorrowedFd<'_>,
     data: &[u8],
     to: Option<&[u8]>,
     creds: Option<(i32, u32, u32)>,
+    rights: &[BorrowedFd<'_>],
 ) -> Result<()> {
     let dest = to.map(sockaddr_un).transpose()?;
     let mut iov = libc::iovec {
         iov_base: data.as_ptr().cast_mut().cast(),
         iov_len: data.len(),
     };
-    let mut ctl = [0u64; 8];
+    // The kernel takes at most 253 fds per message (SCM_MAX_FD).
+    if rights.len() > 253 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let mut ctl = [0u64; 160];
     // SAFETY: an all-zero msghdr is valid; the pointers set below live across the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -357,23 +389,53 @@ pub fn send_to(
         msg.msg_name = (addr as *const libc::sockaddr_un).cast_mut().cast();
         msg.msg_namelen = *len;
     }
-    if let Some((pid, uid, gid)) = creds {
-        msg.msg_control = ctl.as_mut_ptr().cast();
+    let cred_len = size_of::<libc::ucred>() as u32;
+    let rights_len = (rights.len() * size_of::<libc::c_int>()) as u32;
+    let mut space = 0;
+    if creds.is_some() {
         // SAFETY: CMSG_SPACE is a size computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
-        // SAFETY: the control buffer has room for one ucred message.
-        let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: `c` points at the start of our control buffer.
+        space += unsafe { libc::CMSG_SPACE(cred_len) } as usize;
+    }
+    if !rights.is_empty() {
+        // SAFETY: CMSG_SPACE is a size computation.
+        space += unsafe { libc::CMSG_SPACE(rights_len) } as usize;
+    }
+    if space > 0 {
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+    }
+    // SAFETY: the control buffer (1280 bytes) has room for `space` bytes of messages.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if let Some((pid, uid, gid)) = creds {
+        // SAFETY: `c` points at a cmsghdr inside our control buffer.
         let h = unsafe { &mut *c };
         h.cmsg_level = libc::SOL_SOCKET;
         h.cmsg_type = libc::SCM_CREDENTIALS;
         // SAFETY: CMSG_LEN is a size computation.
-        h.cmsg_len = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
+        h.cmsg_len = unsafe { libc::CMSG_LEN(cred_len) } as usize;
         let u = libc::ucred { pid, uid, gid };
-        // SAFETY: `c` is the message just set up in our control buffer.
+        // SAFETY: CMSG_DATA points at the payload of the message just set up.
         let payload = unsafe { libc::CMSG_DATA(c) };
         // SAFETY: the payload of the message has room for one ucred.
         unsafe { std::ptr::write_unaligned(payload.cast::<libc::ucred>(), u) };
+        // SAFETY: CMSG_NXTHDR stays within msg_controllen (room for the rights follows).
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    if !rights.is_empty() {
+        // SAFETY: `c` points at the cmsghdr after the credentials, inside the buffer.
+        let h = unsafe { &mut *c };
+        h.cmsg_level = libc::SOL_SOCKET;
+        h.cmsg_type = libc::SCM_RIGHTS;
+        // SAFETY: CMSG_LEN is a size computation.
+        h.cmsg_len = unsafe { libc::CMSG_LEN(rights_len) } as usize;
+        // SAFETY: CMSG_DATA points at this message's payload.
+        let payload = unsafe { libc::CMSG_DATA(c) }.cast::<libc::c_int>();
+        for (i, r) in rights.iter().enumerate() {
+            // The payload has room for rights.len() ints.
+            let at = payload.wrapping_add(i);
+            // SAFETY: `at` is the i-th int of the payload, inside the control buffer.
+            unsafe { std::ptr::write_unaligned(at, r.as_raw_fd()) };
+        }
     }
     // SAFETY: sendmsg reads the buffers msg describes.
     let r = unsafe {
@@ -388,6 +450,22 @@ pub fn send_to(
         return Err(Errno(libc::EMSGSIZE));
     }
     Ok(())
+}
+
+/// `accept4` with `SOCK_CLOEXEC`: the next connection waiting on listener `fd`.
+pub fn accept(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    // SAFETY: no address is asked for.
+    let r = unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    let fd = Errno::result(r.into())? as i32;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The socket's own name as raw `sun_path` bytes (`getsockname`), empty if unbound.

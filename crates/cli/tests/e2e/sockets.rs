@@ -4,8 +4,8 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{
     Scratch, Start, assert_crit_decodes, checkpoint_restore_fixture,
-    checkpoint_restore_fixture_with, leave_running_then, leave_running_then_restore,
-    leave_running_then_with, read_lossy, setup, start, stasis, stasis_bin,
+    checkpoint_restore_fixture_with, dump, leave_running_then, leave_running_then_restore,
+    leave_running_then_with, read_lossy, restore, setup, start, stasis, stasis_bin, status_field,
 };
 
 #[test]
@@ -23,9 +23,19 @@ fn leave_running_unix_sockets() {
     );
 }
 
-/// A dump refused after other sockets' queues were peeked at (and their SO_PEEK_OFF
-/// moved) leaves every socket as it was: the fixture still checks every byte in flight,
-/// its peek offsets and options.
+/// Connections waiting in an accept queue with data their clients sent (which only
+/// accepting them can read), accepted connections, path, abstract and unnamed sockets:
+/// the dump, which kills the tree, reads the waiting data last; the restored listener has
+/// the same connections waiting, in order, with their bytes.
+#[test]
+fn unix_accept_queues_with_data_and_multi_skb_queues() {
+    checkpoint_restore_fixture("sk_unix", Start::in_dir("sk_unix"));
+}
+
+/// With --leave-running the waiting connections' data cannot be read (accepting them
+/// would show): the dump is refused, after other sockets' queues were peeked at (and
+/// their SO_PEEK_OFF moved), and leaves every socket as it was: the fixture still checks
+/// every byte in flight, its peek offsets, options and its accept queue.
 #[test]
 fn refused_socket_dump_leaves_the_sockets_unharmed() {
     let _serial = setup();
@@ -38,6 +48,7 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
         &run.pid.to_string(),
         "-D",
         images.to_str().unwrap(),
+        "--leave-running",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
@@ -47,6 +58,35 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
             && err.contains("accept queue"),
         "unclear error: {err}"
     );
+    run.assert_pass();
+}
+
+/// Sockets across a tree: an accepted connection with data both ways, waiting
+/// connections from two processes with data, a datagram socket bound to a path that was
+/// unlinked (shared by two processes, its connected client in another), a listener whose
+/// path now holds a regular file (which the restore leaves as it was).
+#[test]
+fn unix_sockets_across_a_tree_with_deleted_and_replaced_names() {
+    checkpoint_restore_fixture("sk_unix_tree", Start::in_dir("sk_unix_tree"));
+}
+
+/// File descriptors in flight (SCM_RIGHTS: pipe ends with data, a file at an offset, one
+/// description twice) and credentials naming processes of the tree (SCM_CREDENTIALS,
+/// SO_PASSPIDFD), across two processes.
+#[test]
+fn unix_fds_and_credentials_in_flight() {
+    checkpoint_restore_fixture("sk_unix_scm", Start::in_dir("sk_unix_scm"));
+}
+
+/// Peeking at messages with fds in flight takes nothing: the tree that goes on running
+/// receives every fd and credential. (It removes its files when it ends, so these images
+/// cannot be restored afterwards.)
+#[test]
+fn leave_running_unix_fds_in_flight() {
+    let _serial = setup();
+    let scratch = Scratch::new("leave_running_sk_unix_scm");
+    let mut run = start(&scratch, Start::in_dir("sk_unix_scm"));
+    dump(run.pid, &scratch.join("images"), &["--leave-running"]);
     run.assert_pass();
 }
 
@@ -281,4 +321,74 @@ fn tcp_client_on_another_host_streams_through_a_server_restore() {
     );
     client.assert_pass();
     server.assert_pass();
+}
+
+/// A datagram socket connected to a name bound by a process outside the tree (here, the
+/// test): without --ext-unix-sk the dump is refused with a one-line error and the tree
+/// goes on; with it, the restored sockets are connected to the name again and their
+/// datagrams reach the outside receiver (with the sender's name).
+#[test]
+fn ext_unix_sk_datagram_peer_outside_the_tree() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::UnixDatagram;
+    let _serial = setup();
+    let scratch = Scratch::new("sk_unix_ext");
+    let path = scratch.join("outside.sock");
+    let outside = UnixDatagram::bind(&path).expect("bind the outside receiver");
+    outside
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let path_s = path.to_str().unwrap();
+    let mut run = start(
+        &scratch,
+        Start {
+            args: &[path_s],
+            ..Start::new("sk_unix_ext")
+        },
+    );
+    let mut buf = [0u8; 256];
+    let n = outside
+        .recv(&mut buf)
+        .expect("the fixture's first datagram");
+    assert_eq!(&buf[..n], b"before ready");
+
+    let images = scratch.join("images");
+    let pid = run.pid.to_string();
+    let out = stasis(&["dump", "-t", &pid, "-D", images.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
+    assert!(
+        err.trim().lines().count() == 1
+            && err.contains(&format!("process {pid}"))
+            && err.contains("--ext-unix-sk"),
+        "unclear error: {err}"
+    );
+    assert!(
+        status_field(run.pid, "TracerPid").as_deref() == Some("0"),
+        "the refused tree is still traced"
+    );
+
+    dump(run.pid, &images, &["--ext-unix-sk"]);
+    run.reap_killed();
+    restore(&images, &["--ext-unix-sk"]);
+    run.assert_pass();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (n, from) = outside
+            .recv_from(&mut buf)
+            .expect("a datagram after restore");
+        got.push((
+            buf[..n].to_vec(),
+            from.as_abstract_name().map(<[u8]>::to_vec),
+        ));
+    }
+    got.sort();
+    let y_name = format!("stasis-sk_unix_ext-{}", run.pid).into_bytes();
+    assert_eq!(
+        got,
+        [
+            (b"after restore from X".to_vec(), None),
+            (b"after restore from Y".to_vec(), Some(y_name)),
+        ]
+    );
 }

@@ -130,6 +130,12 @@ pub struct FileOptions {
     pub network_lock: stasis_sys::netlock::Method,
     /// The tree's root (names the network lock).
     pub root: Pid,
+    /// `--ext-unix-sk`: a datagram socket may be connected to a named socket outside the
+    /// tree (connected again by name at restore).
+    pub ext_unix_sk: bool,
+    /// `--leave-running`: the tree goes on after the dump, so nothing may be taken from
+    /// it (connections waiting to be accepted with data are refused).
+    pub leave_running: bool,
 }
 
 /// Everything known about one fd while it is dumped.
@@ -282,7 +288,7 @@ impl FileTable {
         Ok(out)
     }
 
-    fn dump_fd(
+    pub(crate) fn dump_fd(
         &mut self,
         dir: &ImageDir,
         pid: Pid,
@@ -367,7 +373,7 @@ impl FileTable {
             return Ok((T::Pipe, pipe::dump_pipe(self, f)?));
         }
         if f.link.starts_with("socket:[") {
-            return self.dump_socket(f, opts);
+            return self.dump_socket(dir, f, opts);
         }
         if !f.link.starts_with('/') {
             // Namespace files (net:[...]), BPF objects, ...
@@ -393,6 +399,20 @@ impl FileTable {
             libc::S_IFSOCK => Err(f.unsupported("sockets are not supported yet")),
             _ => Err(f.unsupported("files of this kind are not supported yet")),
         }
+    }
+
+    /// Whether [`FileTable::write_socket_queues`] takes connections from the tree (it
+    /// must then be the last thing before the inventory and the kill).
+    pub fn takes_connections(&self) -> bool {
+        self.sockets.must_drain()
+    }
+
+    /// Writes `sk-queues.img`, after reading what clients of connections waiting to be
+    /// accepted sent (which accepts them on our copies of their listeners: only for a tree
+    /// killed after the dump, as the last step before the inventory).
+    pub fn write_socket_queues(&mut self, dir: &ImageDir) -> Result<()> {
+        self.sockets.drain()?;
+        self.sockets.write(dir, &self.inet.queues)
     }
 
     /// Undoes what the dump did outside its images, after a failure: removes the links
@@ -439,10 +459,9 @@ impl FileTable {
     /// Writes the images that belong to the files (besides `files.img`, which the caller
     /// writes last of them: entries are added up to the end of the dump).
     pub fn write_data(&mut self, dir: &ImageDir) -> Result<()> {
-        self.sockets.check_peers()?;
+        unix::check_peers(self)?;
         self.ttys.write(dir)?;
         self.locks.write(dir)?;
-        self.sockets.write(dir, &self.inet.queues)?;
         self.inet.write_streams(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
@@ -497,11 +516,18 @@ fn owner(pid: Pid, file: std::os::fd::BorrowedFd<'_>) -> Result<pb::FownEntry> {
 
 impl FileTable {
     /// A socket, by its address family.
-    fn dump_socket(&mut self, f: &Fd, opts: FileOptions) -> Result<(pb::FdTypes, u32)> {
+    fn dump_socket(
+        &mut self,
+        dir: &ImageDir,
+        f: &Fd,
+        opts: FileOptions,
+    ) -> Result<(pb::FdTypes, u32)> {
         let domain = net::get_int_opt(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)
             .ctx(f.pid, || format!("fd {}: getsockopt(SO_DOMAIN)", f.fd))?;
         let family = match domain {
-            libc::AF_UNIX => return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, f)?)),
+            libc::AF_UNIX => {
+                return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, dir, f, opts)?));
+            }
             libc::AF_INET | libc::AF_INET6 => {
                 return Ok((
                     pb::FdTypes::Inetsk,

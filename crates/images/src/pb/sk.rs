@@ -98,6 +98,9 @@ pub struct SkOptsEntry {
     /// stasis: `SO_PEEK_OFF` (-1: peeking at an offset is off).
     #[prost(int32, optional, tag = "1000")]
     pub stasis_peek_off: Option<i32>,
+    /// stasis: `SO_PASSPIDFD`.
+    #[prost(bool, optional, tag = "1001")]
+    pub stasis_passpidfd: Option<bool>,
 }
 
 proto_enum! {
@@ -169,6 +172,14 @@ pub struct UnixSkEntry {
     /// Mount the bound file is on.
     #[prost(sint32, optional, tag = "17", default = "-1")]
     pub mnt_id: Option<i32>,
+    /// stasis: a listener's connections waiting to be accepted, oldest first, by the
+    /// inode of each client (whose `peer` is the listener).
+    #[prost(uint32, repeated, packed = "false", tag = "1000")]
+    pub stasis_icons: Vec<u32>,
+    /// stasis: the name is the listener's, which this socket got by being accepted (it
+    /// does not own the name).
+    #[prost(bool, optional, tag = "1001")]
+    pub stasis_accepted: Option<bool>,
 }
 
 /// Ancillary data of a queued message.
@@ -214,4 +225,18 @@ pub struct SkPacketEntry {
     /// stasis: the source address of a datagram queued on an inet socket (`ip:port`).
     #[prost(string, optional, tag = "1001")]
     pub stasis_from: Option<String>,
+    /// stasis: the bytes were sent by socket `id_for` on a connection still waiting in
+    /// a listener's accept queue: they wait on the other end, which has no file yet.
+    #[prost(bool, optional, tag = "1002")]
+    pub stasis_to_peer: Option<bool>,
+    /// stasis: the name of the unix socket a datagram came from (`sun_path` bytes; empty
+    /// or absent: an unnamed sender).
+    #[prost(bytes = "vec", optional, tag = "1003")]
+    #[serde(serialize_with = "crate::pb::serde_hex::opt_bytes")]
+    pub stasis_unix_from: Option<Vec<u8>>,
+    /// stasis: the inode of the unnamed socket that sent this datagram, when the dump
+    /// could tell (the only unnamed datagram socket with bytes charged to it that could
+    /// have sent it).
+    #[prost(uint32, optional, tag = "1004")]
+    pub stasis_sender: Option<u32>,
 }

@@ -187,6 +187,8 @@ pub struct OpenedFiles {
     pty_masters: HashMap<u32, u32>,
     /// TCP connections in repair mode until the tree is ready, SO_REUSEPORT groups.
     inet: inet::InetState,
+    /// Unix socket queues, names and shutdowns, for once the tree exists.
+    unix_late: unix::Late,
 }
 
 /// What opening a description needs besides its entry.
@@ -307,6 +309,11 @@ impl OpenedFiles {
                         && stasis_sys::inet::is_tcp_connection(i.state)
                 })
         };
+        // Descriptions in flight in queued messages, sent again with them.
+        let first_pid = images.processes.first().map_or(0, |p| p.pid());
+        for id in unix::in_flight_ids(&images.file_data.sk_queues) {
+            wanted.push((first_pid, id, "a file in flight".to_owned()));
+        }
         wanted.sort_by_key(|(_, id, _)| (is_notify(*id), is_connection(*id)));
         let mut done = HashSet::new();
         for (pid, id, user) in wanted {
@@ -407,6 +414,7 @@ impl OpenedFiles {
         // Fake ends and temporary names are not needed once every description exists.
         let first = images.processes.first().map_or(0, |p| p.pid());
         sockets.finish(images, first)?;
+        opened.unix_late = sockets.into_late(images, &opened.by_id, first)?;
         pipes.finish();
         ghosts.finish();
         ptys.finish(images.processes.first().map_or(0, |p| p.pid()))?;
@@ -588,6 +596,12 @@ impl OpenedFiles {
     /// restored processes hold the files open, the names were only a way back to them.
     pub fn close(self) -> Vec<PathBuf> {
         self.links
+    }
+
+    /// The unix sockets' queues, names and shutdowns, for [`unix::Late::refill`] once
+    /// every process of the tree exists.
+    pub fn take_unix_late(&mut self) -> unix::Late {
+        std::mem::take(&mut self.unix_late)
     }
 
     /// The TCP connections left in repair mode, for [`TcpRepaired::release`] once
