@@ -278,6 +278,10 @@ fn options(f: &Fd) -> Result<pb::SkOptsEntry> {
         so_passsec: Some(opt(f, libc::SO_PASSSEC)? != 0),
         stasis_peek_off: Some(opt(f, libc::SO_PEEK_OFF)?),
         stasis_passpidfd: passpidfd.filter(|p| *p),
+        so_rcvlowat: Some(opt(f, libc::SO_RCVLOWAT)? as u32),
+        so_filter: stasis_sys::inet::get_filter(f.file.as_fd())
+            .ctx(f.pid, || format!("fd {}: SO_GET_FILTER", f.fd))?,
+        stasis_lock_filter: Some(opt(f, libc::SO_LOCK_FILTER)? != 0).filter(|l| *l),
         ..Default::default()
     })
 }

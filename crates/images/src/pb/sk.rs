@@ -101,6 +101,9 @@ pub struct SkOptsEntry {
     /// stasis: `SO_PASSPIDFD`.
     #[prost(bool, optional, tag = "1001")]
     pub stasis_passpidfd: Option<bool>,
+    /// stasis: `SO_LOCK_FILTER` (the filter in `so_filter` cannot be changed).
+    #[prost(bool, optional, tag = "1002")]
+    pub stasis_lock_filter: Option<bool>,
 }
 
 proto_enum! {

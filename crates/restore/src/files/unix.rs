@@ -535,6 +535,9 @@ impl Late {
         drop(temps);
         self.fixes.apply();
         for (ino, e) in &self.entries {
+            set_filter(pid, self.made[ino].as_fd(), e)?;
+        }
+        for (ino, e) in &self.entries {
             let how = match e.shutdown.unwrap_or(0) {
                 1 => libc::SHUT_RD,
                 2 => libc::SHUT_WR,
@@ -593,6 +596,23 @@ fn set_options(pid: Pid, fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) ->
     }
     if let Some(off) = o.stasis_peek_off.filter(|o| *o >= 0) {
         set(libc::SO_PEEK_OFF, off)?;
+    }
+    if let Some(l) = o.so_rcvlowat.filter(|l| *l > 1) {
+        set(libc::SO_RCVLOWAT, l as i32)?;
+    }
+    Ok(())
+}
+
+/// Attaches a socket's filter (and locks it as it was), once its queue is refilled: the
+/// messages in flight may be ones the filter, attached after them, would drop.
+fn set_filter(pid: Pid, fd: BorrowedFd<'_>, e: &pb::UnixSkEntry) -> Result<()> {
+    let Some(o) = e.opts.as_ref().filter(|o| !o.so_filter.is_empty()) else {
+        return Ok(());
+    };
+    let what = || format!("socket:[{}]: SO_ATTACH_FILTER", e.ino);
+    stasis_sys::inet::attach_filter(fd, &o.so_filter).ctx(pid, what)?;
+    if o.stasis_lock_filter == Some(true) {
+        net::set_int_opt(fd, libc::SOL_SOCKET, libc::SO_LOCK_FILTER, 1).ctx(pid, what)?;
     }
     Ok(())
 }
