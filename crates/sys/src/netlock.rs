@@ -74,7 +74,7 @@ pub struct NetLock {
     method: Method,
     table: String,
     created: bool,
-    /// (local, peer) of every connection locked, as on the wire.
+    /// Every connection locked, as on the wire, its lower address first.
     locked: std::collections::HashSet<(SocketAddr, SocketAddr)>,
 }
 
@@ -117,11 +117,17 @@ impl NetLock {
         if self.method == Method::Skip {
             return Ok(());
         }
-        let new: Vec<(SocketAddr, SocketAddr)> = conns
+        // One entry per connection, in either direction: both ends may be the tree's.
+        let mut new: Vec<(SocketAddr, SocketAddr)> = conns
             .iter()
-            .map(|&(l, p)| (wire(l), wire(p)))
+            .map(|&(l, p)| {
+                let (l, p) = (wire(l), wire(p));
+                if l <= p { (l, p) } else { (p, l) }
+            })
             .filter(|c| !self.locked.contains(c))
             .collect();
+        new.sort_unstable();
+        new.dedup();
         if new.is_empty() {
             return Ok(());
         }

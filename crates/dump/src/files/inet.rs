@@ -123,7 +123,7 @@ impl InetSockets {
                 resource: format!("{n} TCP connections of the tree"),
                 reason: format!("cannot lock them: {e}"),
             })?;
-        log::info!("network lock: {n} TCP connections locked");
+        log::info!("network lock: the connections of {n} TCP sockets of the tree locked");
         Ok(())
     }
 
