@@ -467,6 +467,34 @@ pub fn dump(pid: i32, dir: &Path, extra: &[&str]) {
     assert_crit_decodes(dir);
 }
 
+/// A dump of `pid` with options `extra` that must be refused: exit status 1, a one-line
+/// error naming the process and containing `needle`, and the tree left untraced.
+pub fn dump_refused(pid: i32, dir: &Path, extra: &[&str], needle: &str) {
+    let pid_s = pid.to_string();
+    let mut args = vec![
+        "dump",
+        "-t",
+        &pid_s,
+        "-D",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let out = stasis(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
+    assert!(
+        err.trim().lines().count() == 1
+            && err.contains(&format!("process {pid}"))
+            && err.contains(needle),
+        "unclear error (wanted {needle:?}): {err}"
+    );
+    let tracer = status_field(pid, "TracerPid");
+    assert!(
+        tracer.as_deref() == Some("0"),
+        "process {pid} is still traced after the refused dump (TracerPid {tracer:?})"
+    );
+}
+
 /// Restores from `dir` detached; asserts success.
 pub fn restore(dir: &Path, extra: &[&str]) {
     let dir_s = dir.to_str().expect("utf-8 path");

@@ -4,8 +4,9 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{
     Scratch, Start, assert_crit_decodes, checkpoint_restore_fixture,
-    checkpoint_restore_fixture_with, dump, leave_running_then, leave_running_then_restore,
-    leave_running_then_with, read_lossy, restore, setup, start, stasis, stasis_bin, status_field,
+    checkpoint_restore_fixture_with, dump, dump_refused, leave_running_then,
+    leave_running_then_restore, leave_running_then_with, read_lossy, restore, setup, start,
+    stasis_bin,
 };
 
 #[test]
@@ -41,22 +42,11 @@ fn refused_socket_dump_leaves_the_sockets_unharmed() {
     let _serial = setup();
     let scratch = Scratch::new("sk_refused");
     let mut run = start(&scratch, Start::in_dir("sk_unix"));
-    let images = scratch.join("images");
-    let out = stasis(&[
-        "dump",
-        "-t",
-        &run.pid.to_string(),
-        "-D",
-        images.to_str().unwrap(),
-        "--leave-running",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
-    assert!(
-        err.trim().lines().count() == 1
-            && err.contains(&format!("process {}", run.pid))
-            && err.contains("accept queue"),
-        "unclear error: {err}"
+    dump_refused(
+        run.pid,
+        &scratch.join("images"),
+        &["--leave-running"],
+        "accept queue",
     );
     run.assert_pass();
 }
@@ -169,17 +159,7 @@ fn tcp_refusals_leave_the_connections_working() {
                 ..Start::new("sk_tcp")
             },
         );
-        let images = scratch.join("images");
-        let pid = run.pid.to_string();
-        let mut cmd = vec!["dump", "-t", &pid, "-D", images.to_str().unwrap()];
-        cmd.extend_from_slice(opts);
-        let out = stasis(&cmd);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
-        assert!(
-            err.trim().lines().count() == 1 && err.contains(needle),
-            "unclear error: {err}"
-        );
+        dump_refused(run.pid, &scratch.join("images"), opts, needle);
         run.assert_pass();
     }
 }
@@ -353,20 +333,7 @@ fn ext_unix_sk_datagram_peer_outside_the_tree() {
     assert_eq!(&buf[..n], b"before ready");
 
     let images = scratch.join("images");
-    let pid = run.pid.to_string();
-    let out = stasis(&["dump", "-t", &pid, "-D", images.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
-    assert!(
-        err.trim().lines().count() == 1
-            && err.contains(&format!("process {pid}"))
-            && err.contains("--ext-unix-sk"),
-        "unclear error: {err}"
-    );
-    assert!(
-        status_field(run.pid, "TracerPid").as_deref() == Some("0"),
-        "the refused tree is still traced"
-    );
+    dump_refused(run.pid, &images, &[], "--ext-unix-sk");
 
     dump(run.pid, &images, &["--ext-unix-sk"]);
     run.reap_killed();
