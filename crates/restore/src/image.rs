@@ -189,7 +189,10 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             ));
         }
     }
-    let file_data = crate::files::load_data(&dir, &files)?;
+    let mut files = files;
+    let relative = crate::files::absolute_unix_names(&mut files);
+    let mut file_data = crate::files::load_data(&dir, &files)?;
+    crate::files::absolute_unix_senders(&mut file_data.sk_queues, &relative);
     let ttys = crate::files::load_ttys(&dir)?;
     let ipc = match processes.first().and_then(|p| p.ids.ipc_ns_id) {
         Some(id)

@@ -243,6 +243,24 @@ pub fn unix_bind(fd: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
     Errno::result(r.into()).map(drop)
 }
 
+/// Binds a unix socket to the relative path `name` as seen from directory `dir` (the
+/// kernel keeps the name as it was given, relative): from a thread with a working
+/// directory of its own, so stasis's is untouched.
+pub fn unix_bind_in(fd: BorrowedFd<'_>, dir: &std::path::Path, name: &[u8]) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare(CLONE_FS) gives this thread a copy of the process's working
+            // directory, root and umask; nothing else changes.
+            Errno::result(unsafe { libc::unshare(libc::CLONE_FS) }.into())?;
+            std::env::set_current_dir(dir)
+                .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            unix_bind(fd, name)
+        })
+        .join()
+        .unwrap_or(Err(Errno(libc::EIO)))
+    })
+}
+
 /// Connects a unix socket to `name`.
 pub fn unix_connect(fd: BorrowedFd<'_>, name: &[u8]) -> Result<()> {
     let (a, len) = sockaddr_un(name)?;

@@ -60,6 +60,13 @@ fn unix_sockets_across_a_tree_with_deleted_and_replaced_names() {
     checkpoint_restore_fixture("sk_unix_tree", Start::in_dir("sk_unix_tree"));
 }
 
+/// Names relative to the working directory the process bound them from: bound again
+/// relative, from that directory, so the process sees the same names.
+#[test]
+fn unix_sockets_bound_to_relative_names() {
+    checkpoint_restore_fixture("sk_unix_relative", Start::in_dir("sk_unix_relative"));
+}
+
 /// File descriptors in flight (SCM_RIGHTS: pipe ends with data, a file at an offset, one
 /// description twice) and credentials naming processes of the tree (SCM_CREDENTIALS,
 /// SO_PASSPIDFD), across two processes.

@@ -434,16 +434,35 @@ pub(crate) fn dump_socket(
         .flatten();
     let opts_e = options(f)?;
     let passcred = opts_e.so_passcred == Some(true);
-    if !accepted && net::unix_path(&d.name).is_some_and(|p| p.is_relative()) {
-        return Err(f.unsupported(format!(
-            "it is bound to the relative path {}; such sockets are not supported yet",
-            String::from_utf8_lossy(&d.name).trim_end_matches('\0')
-        )));
-    }
+    // A name relative to the binder's working directory then (the kernel keeps it as
+    // given): found in the process's working directory now, as CRIU does, and saved with
+    // that directory (`name_dir`).
+    let name_dir = match (net::unix_path(&d.name), d.vfs) {
+        (Some(path), vfs) if path.is_relative() => {
+            let cwd = proc::read_link(proc::path(f.pid, "cwd"))
+                .map_err(|e| f.unsupported(format!("its working directory: {e}")))?;
+            let here = fs::stat(&cwd.join(path)).ok();
+            match (here, vfs) {
+                (Some(st), Some((vfs_ino, _))) if st.st_ino as u32 == vfs_ino => Some(cwd),
+                _ => {
+                    return Err(f.unsupported(format!(
+                        "it is bound to the relative path {}, which is not in the process's \
+                         working directory {}",
+                        path.display(),
+                        cwd.display()
+                    )));
+                }
+            }
+        }
+        _ => None,
+    };
     // The bound file is gone (or something else is at its path now).
     let deleted = match (net::unix_path(&d.name), d.vfs) {
         (Some(path), Some((vfs_ino, _))) if !accepted => {
-            Some(!fs::stat(path).is_ok_and(|st| st.st_ino as u32 == vfs_ino))
+            let full = name_dir
+                .as_ref()
+                .map_or_else(|| path.to_owned(), |d| d.join(path));
+            Some(!fs::stat(&full).is_ok_and(|st| st.st_ino as u32 == vfs_ino))
         }
         _ => None,
     };
@@ -471,7 +490,7 @@ pub(crate) fn dump_socket(
             name,
             shutdown: Some(i32::from(shutdown)),
             file_perms: None,
-            name_dir: None,
+            name_dir: name_dir.map(|d| d.to_string_lossy().into_owned()),
             deleted,
             ns_id: None,
             mnt_id: None,

@@ -38,6 +38,7 @@ use stasis_sys::{Pid, fs};
 pub use inet::TcpRepaired;
 pub use reg::open_reg;
 pub use tty::{TtyImages, load as load_ttys};
+pub use unix::{absolute_names as absolute_unix_names, absolute_senders as absolute_unix_senders};
 
 use crate::error::{RestoreError, Result, SysContext, invalid};
 use crate::image::{Images, ProcessImage};

@@ -65,6 +65,55 @@ pub fn in_flight_ids(queues: &Queues) -> Vec<u32> {
     ids
 }
 
+/// Names relative to a directory (`name_dir`, saved with them) made absolute in `files`,
+/// so that connecting, sending, and moving files aside work from anywhere; only the bind
+/// uses the relative name again ([`bind_name`]). Returns what each relative name became.
+pub fn absolute_names(files: &mut HashMap<u32, pb::FileEntry>) -> HashMap<Vec<u8>, Vec<u8>> {
+    let mut map = HashMap::new();
+    for e in files.values_mut().filter_map(|f| f.usk.as_mut()) {
+        let (Some(dir), Some(path)) = (e.name_dir.as_deref(), net::unix_path(&e.name)) else {
+            continue;
+        };
+        if path.is_absolute() {
+            continue;
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let mut abs = Path::new(dir).join(path).as_os_str().as_bytes().to_vec();
+        if e.name.last() == Some(&0) {
+            abs.push(0);
+        }
+        map.insert(e.name.clone(), abs.clone());
+        e.name = abs;
+    }
+    map
+}
+
+/// The senders' names of queued messages, made absolute as [`absolute_names`] made them.
+pub fn absolute_senders(queues: &mut Queues, names: &HashMap<Vec<u8>, Vec<u8>>) {
+    if names.is_empty() {
+        return;
+    }
+    for (m, _) in queues.values_mut().flatten() {
+        if let Some(abs) = m.stasis_unix_from.as_ref().and_then(|f| names.get(f)) {
+            m.stasis_unix_from = Some(abs.clone());
+        }
+    }
+}
+
+/// Binds `sock` to the name of entry `e`: a name that was relative to `name_dir` (made
+/// absolute by [`absolute_names`]) is bound as it was, relative, from that directory.
+fn bind_name(sock: BorrowedFd<'_>, e: &pb::UnixSkEntry) -> stasis_sys::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if let (Some(dir), Some(path)) = (e.name_dir.as_deref(), net::unix_path(&e.name))
+        && let Ok(rel) = path.strip_prefix(dir)
+    {
+        let mut name = rel.as_os_str().as_bytes().to_vec();
+        name.push(0);
+        return net::unix_bind_in(sock, Path::new(dir), &name);
+    }
+    net::unix_bind(sock, &e.name)
+}
+
 /// A path bound for a moment: our socket file is removed from it and what was there
 /// before (moved aside) put back, when applied or dropped.
 #[derive(Debug)]
@@ -95,9 +144,13 @@ impl Drop for PathFixes {
     }
 }
 
-/// Binds `sock` at `path`, moving whatever is there aside first; the returned fix puts
-/// it back.
-fn bind_over(sock: BorrowedFd<'_>, name: &[u8], path: &Path) -> stasis_sys::Result<PathFix> {
+/// Binds `sock` to `e`'s name at `path`, moving whatever is there aside first; the
+/// returned fix puts it back.
+fn bind_over(
+    sock: BorrowedFd<'_>,
+    e: &pb::UnixSkEntry,
+    path: &Path,
+) -> stasis_sys::Result<PathFix> {
     let aside = if std::fs::symlink_metadata(path).is_ok() {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let aside = (0u32..)
@@ -114,7 +167,7 @@ fn bind_over(sock: BorrowedFd<'_>, name: &[u8], path: &Path) -> stasis_sys::Resu
         path: path.to_owned(),
         aside,
     };
-    match net::unix_bind(sock, name) {
+    match bind_name(sock, e) {
         Ok(()) => Ok(fix),
         Err(e) => {
             PathFixes(vec![fix]).apply();
@@ -257,7 +310,7 @@ impl Sockets {
         let what = || format!("bind unix socket:[{}] to {}", e.ino, show(&e.name));
         match net::unix_path(&e.name) {
             Some(path) if e.deleted == Some(true) => {
-                let fix = bind_over(sock, &e.name, path).ctx(pid, what)?;
+                let fix = bind_over(sock, e, path).ctx(pid, what)?;
                 self.fixes.0.push(fix);
             }
             Some(path) => {
@@ -265,7 +318,7 @@ impl Sockets {
                 if is_socket(path) {
                     let _ = std::fs::remove_file(path);
                 }
-                net::unix_bind(sock, &e.name).ctx(pid, what)?;
+                bind_name(sock, e).ctx(pid, what)?;
             }
             None => net::unix_bind(sock, &e.name).ctx(pid, what)?,
         }
@@ -307,7 +360,7 @@ impl Sockets {
         match net::unix_path(&server.name) {
             Some(path) => fix
                 .0
-                .push(bind_over(temp.as_fd(), &server.name, path).ctx(pid, what)?),
+                .push(bind_over(temp.as_fd(), server, path).ctx(pid, what)?),
             None => net::unix_bind(temp.as_fd(), &server.name).ctx(pid, what)?,
         }
         net::listen(temp.as_fd(), 1).ctx(pid, what)?;
