@@ -75,6 +75,26 @@ fn unix_fds_and_credentials_in_flight() {
     checkpoint_restore_fixture("sk_unix_scm", Start::in_dir("sk_unix_scm"));
 }
 
+/// Sockets in flight, held by no process: one end of a socketpair with data both ways, a
+/// TCP listener, a bound datagram socket with a datagram queued.
+#[test]
+fn sockets_in_flight_inside_a_message() {
+    checkpoint_restore_fixture("sk_scm_sockets", Start::new("sk_scm_sockets"));
+}
+
+/// Dumping the sockets in flight takes nothing from them: the tree that goes on running
+/// receives them with their data; then the images restore, in a network namespace of
+/// their own (the original's accepted connection keeps the listener's port in TIME_WAIT
+/// here).
+#[test]
+fn leave_running_sockets_in_flight() {
+    leave_running_then(
+        "leave_running_sk_scm_sockets",
+        Start::new("sk_scm_sockets"),
+        restore_in_fresh_netns,
+    );
+}
+
 /// Peeking at messages with fds in flight takes nothing: the tree that goes on running
 /// receives every fd and credential. (It removes its files when it ends, so these images
 /// cannot be restored afterwards.)

@@ -72,6 +72,9 @@ pub(crate) struct Sockets {
     /// The fds that came in flight, kept open until the dump ends: sharing is found
     /// by `kcmp` on their numbers.
     in_flight: Vec<OwnedFd>,
+    /// Inodes of the sockets whose queues are being read, outermost first, while their
+    /// fds in flight are dumped.
+    in_flight_path: Vec<u32>,
     /// `--ext-unix-sk`.
     ext: bool,
     /// `--skip-in-flight`.
@@ -570,21 +573,26 @@ fn dump_in_flight(
     let link = std::fs::read_link(format!("/proc/self/fd/{raw}"))
         .map(|l| l.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if link.starts_with("socket:[") {
+    // A socket in flight is dumped like any other (its own queue may carry more); one
+    // that is in flight inside its own queue, however deep, would never end.
+    let ino = fs::fstat(file.as_fd())
+        .ctx(f.pid, || format!("fstat of {link} in flight"))?
+        .st_ino as u32;
+    if link.starts_with("socket:[") && table.sockets.in_flight_path.contains(&ino) {
         return Err(f.unsupported(format!(
-            "a message queued on it carries a socket ({link}); sockets in flight are not \
-             supported yet"
+            "a message queued on it carries {link}, which carries that message itself"
         )));
     }
     let pidfd = stasis_sys::process::pidfd_open(me).ctx(f.pid, || "pidfd_open(self)".into())?;
     table.sockets.in_flight.push(file);
-    let (entry, _, _) = table
-        .dump_fd(dir, me, &pidfd, raw, opts)
-        .map_err(|e| match e {
-            DumpError::Unsupported { reason, .. } => f.unsupported(format!(
-                "a message queued on it carries {link}, which cannot be saved: {reason}"
-            )),
-            other => other,
-        })?;
+    table.sockets.in_flight_path.push(ino);
+    let dumped = table.dump_fd(dir, me, &pidfd, raw, opts);
+    table.sockets.in_flight_path.pop();
+    let (entry, _, _) = dumped.map_err(|e| match e {
+        DumpError::Unsupported { reason, .. } => f.unsupported(format!(
+            "a message queued on it carries {link}, which cannot be saved: {reason}"
+        )),
+        other => other,
+    })?;
     Ok(entry.id)
 }
