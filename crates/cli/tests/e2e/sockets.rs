@@ -76,10 +76,15 @@ fn unix_fds_and_credentials_in_flight() {
 }
 
 /// Sockets in flight, held by no process: one end of a socketpair with data both ways, a
-/// TCP listener, a bound datagram socket with a datagram queued.
+/// TCP listener, a bound datagram socket with a datagram queued, a TCP connection.
 #[test]
 fn sockets_in_flight_inside_a_message() {
-    checkpoint_restore_fixture("sk_scm_sockets", Start::new("sk_scm_sockets"));
+    checkpoint_restore_fixture_with(
+        "sk_scm_sockets",
+        Start::new("sk_scm_sockets"),
+        &["--tcp-established"],
+        &["--tcp-established"],
+    );
 }
 
 /// Dumping the sockets in flight takes nothing from them: the tree that goes on running
@@ -88,9 +93,10 @@ fn sockets_in_flight_inside_a_message() {
 /// here).
 #[test]
 fn leave_running_sockets_in_flight() {
-    leave_running_then(
+    leave_running_then_with(
         "leave_running_sk_scm_sockets",
         Start::new("sk_scm_sockets"),
+        &["--tcp-established"],
         restore_in_fresh_netns,
     );
 }
