@@ -392,3 +392,78 @@ fn ext_unix_sk_datagram_peer_outside_the_tree() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Netlink and packet sockets
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn netlink_sockets_port_ids_groups_peers_options_and_queued_messages() {
+    checkpoint_restore_fixture("sk_netlink", Start::new("sk_netlink"));
+}
+
+/// The USERSOCK queue is taken and put back at once, each message sent again by its
+/// sender: the tree that goes on running finds both messages, in order, from the same
+/// port id, with the same queue size.
+#[test]
+fn leave_running_netlink_sockets() {
+    leave_running_then_restore("leave_running_sk_netlink", Start::new("sk_netlink"));
+}
+
+/// A tree in a network namespace of its own: a dump from outside it is refused (one
+/// line, the tree unharmed); stasis run inside it (`nsenter --net`) dumps it, and the
+/// images restore in a fresh namespace, where an address added to lo must reach the
+/// restored route socket through its group.
+#[test]
+fn netlink_sockets_of_a_private_network_namespace() {
+    let _serial = setup();
+    let scratch = Scratch::new("sk_netlink_netns");
+    let mut run = start(
+        &scratch,
+        Start {
+            args: &["netns"],
+            ..Start::new("sk_netlink")
+        },
+    );
+    let images = scratch.join("images");
+    let dir = images.to_str().unwrap();
+    let pid = run.pid.to_string();
+    let out = stasis(&["dump", "-t", &pid, "-D", dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
+    assert!(
+        err.trim().lines().count() == 1
+            && err.contains(&format!("process {pid}"))
+            && err.contains("network namespace"),
+        "unclear error: {err}"
+    );
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    let out = Command::new("nsenter")
+        .args([&ns, stasis_bin(), "dump", "-t", &pid, "-D", dir])
+        .args(["-v4", "-o", "dump.log"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nsenter");
+    assert!(
+        out.status.success(),
+        "dump inside the namespace failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        read_lossy(&images.join("dump.log"))
+    );
+    assert_crit_decodes(&images);
+    run.reap_killed();
+    restore_in_fresh_netns(&images);
+    run.assert_pass();
+}
+
+#[test]
+fn packet_sockets_rings_fanout_memberships_filters_options() {
+    checkpoint_restore_fixture("sk_packet", Start::new("sk_packet"));
+}
+
+/// The tree that goes on running keeps its rings, groups and memberships (the dump only
+/// asks sock_diag and getsockopt); the images restore once it is gone.
+#[test]
+fn leave_running_packet_sockets() {
+    leave_running_then_restore("leave_running_sk_packet", Start::new("sk_packet"));
+}
