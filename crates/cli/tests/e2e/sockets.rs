@@ -467,3 +467,36 @@ fn packet_sockets_rings_fanout_memberships_filters_options() {
 fn leave_running_packet_sockets() {
     leave_running_then_restore("leave_running_sk_packet", Start::new("sk_packet"));
 }
+
+/// The kernel's answers waiting in a netlink queue cannot be sent again by anyone else:
+/// the dump is refused with one line, and the answer is still there, whole, for the
+/// tree that goes on (a single reply; a dump whose rest the kernel still holds).
+#[test]
+fn netlink_kernel_answers_in_a_queue_are_refused_and_left_in_place() {
+    let _serial = setup();
+    for (mode, needle) in [
+        ("reply", "bytes of messages are queued"),
+        ("dump", "dump is in progress"),
+    ] {
+        let scratch = Scratch::new("sk_netlink_pending");
+        let mut run = start(
+            &scratch,
+            Start {
+                args: &[mode],
+                ..Start::new("sk_netlink_pending")
+            },
+        );
+        let images = scratch.join("images");
+        let pid = run.pid.to_string();
+        let out = stasis(&["dump", "-t", &pid, "-D", images.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{mode}: dump did not fail: {err}");
+        assert!(
+            err.trim().lines().count() == 1
+                && err.contains(&format!("process {pid}"))
+                && err.contains(needle),
+            "{mode}: unclear error: {err}"
+        );
+        run.assert_pass();
+    }
+}
