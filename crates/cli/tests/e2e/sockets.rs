@@ -490,7 +490,11 @@ fn netlink_kernel_answers_in_a_queue_are_refused_and_left_in_place() {
         let pid = run.pid.to_string();
         let out = stasis(&["dump", "-t", &pid, "-D", images.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{mode}: dump did not fail: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{mode}: dump did not fail: {err}"
+        );
         assert!(
             err.trim().lines().count() == 1
                 && err.contains(&format!("process {pid}"))
