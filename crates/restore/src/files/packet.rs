@@ -93,6 +93,16 @@ pub(crate) fn open(cx: &OpenCtx<'_>, e: &pb::PacketSockEntry) -> Result<OwnedFd>
         }
     }
     for m in &e.mclist {
+        if m.addr.len() > 32 || m.r#type > u32::from(u16::MAX) {
+            return Err(crate::error::invalid(
+                "files.img",
+                format!(
+                    "{what}: a membership of type {} with {} address bytes",
+                    m.r#type,
+                    m.addr.len()
+                ),
+            ));
+        }
         let req = pk::membership_request(&Membership {
             ifindex: m.index,
             count: 1,
