@@ -6,7 +6,7 @@ use crate::harness::{
     Scratch, Start, assert_crit_decodes, checkpoint_restore_fixture,
     checkpoint_restore_fixture_with, dump, dump_refused, leave_running_then,
     leave_running_then_restore, leave_running_then_with, read_lossy, restore, setup, start,
-    stasis_bin,
+    stasis_bin, status_field,
 };
 
 #[test]
@@ -513,15 +513,7 @@ fn netlink_sockets_of_a_private_network_namespace() {
     let images = scratch.join("images");
     let dir = images.to_str().unwrap();
     let pid = run.pid.to_string();
-    let out = stasis(&["dump", "-t", &pid, "-D", dir]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "dump did not fail: {err}");
-    assert!(
-        err.trim().lines().count() == 1
-            && err.contains(&format!("process {pid}"))
-            && err.contains("network namespace"),
-        "unclear error: {err}"
-    );
+    dump_refused(run.pid, &images, &[], "network namespace");
     let ns = format!("--net=/proc/{pid}/ns/net");
     let out = Command::new("nsenter")
         .args([&ns, stasis_bin(), "dump", "-t", &pid, "-D", dir])
@@ -571,21 +563,7 @@ fn netlink_kernel_answers_in_a_queue_are_refused_and_left_in_place() {
                 ..Start::new("sk_netlink_pending")
             },
         );
-        let images = scratch.join("images");
-        let pid = run.pid.to_string();
-        let out = stasis(&["dump", "-t", &pid, "-D", images.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{mode}: dump did not fail: {err}"
-        );
-        assert!(
-            err.trim().lines().count() == 1
-                && err.contains(&format!("process {pid}"))
-                && err.contains(needle),
-            "{mode}: unclear error: {err}"
-        );
+        dump_refused(run.pid, &scratch.join("images"), &[], needle);
         run.assert_pass();
     }
 }
