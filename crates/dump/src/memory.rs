@@ -257,6 +257,11 @@ pub fn collect(
                     }
                 }
             }
+            VmaPath::Other(name) if name.starts_with("socket:[") && vma.shared => {
+                // A packet socket's ring: made again from the restored socket.
+                e.status |= vma_status::SOCKET;
+                e.shmid = u64::from(files.socket_mapping(pid, vma)?);
+            }
             VmaPath::Other(name) => {
                 return Err(unsupported(&format!(
                     "special mapping {name:?} is not supported"

@@ -636,7 +636,142 @@ fn files() -> Vec<FileEntry> {
             }),
             ..file(FdTypes::Inetsk, 15)
         },
+        FileEntry {
+            nlsk: Some(netlink_sk(false)),
+            ..file(FdTypes::Netlinksk, 16)
+        },
+        FileEntry {
+            psk: Some(packet_sk(false)),
+            ..file(FdTypes::Packetsk, 17)
+        },
     ]
+}
+
+/// A netlink socket bound to a port id, in groups 1, 5, 9 and 33, connected; with the
+/// stasis extensions (type, options) if `ext`.
+fn netlink_sk(ext: bool) -> NetlinkSkEntry {
+    NetlinkSkEntry {
+        id: 16,
+        ino: 51_003,
+        protocol: 0,
+        state: 1,
+        flags: 0o2,
+        portid: 0x5354_1234,
+        groups: vec![0x111, 1],
+        dst_portid: 0x5355_1234,
+        dst_group: 0,
+        fown: Some(fown()),
+        opts: Some(SkOptsEntry {
+            so_sndbuf: 212_992,
+            so_rcvbuf: 200_000,
+            ..Default::default()
+        }),
+        ns_id: None,
+        stasis_type: ext.then_some(3),
+        stasis_opts: if ext {
+            vec![StasisSockoptEntry {
+                level: 270,
+                name: 3,
+                value: 1i32.to_ne_bytes().to_vec(),
+            }]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// A packet socket on interface 1 with an allmulti membership, a TPACKET_V2 receive
+/// ring and a fanout group; with the stasis extensions if `ext`.
+fn packet_sk(ext: bool) -> PacketSockEntry {
+    PacketSockEntry {
+        id: 17,
+        r#type: 3,
+        protocol: 0x0003,
+        flags: 0o2,
+        ifindex: 1,
+        fown: Some(fown()),
+        opts: Some(SkOptsEntry {
+            so_sndbuf: 212_992,
+            so_rcvbuf: 400_000,
+            so_filter: vec![0x0000_ffff_0000_0006],
+            ..Default::default()
+        }),
+        version: 1,
+        reserve: 32,
+        aux_data: true,
+        orig_dev: false,
+        vnet_hdr: false,
+        loss: true,
+        timestamp: 0,
+        copy_thresh: 0,
+        mclist: vec![PacketMclist {
+            index: 1,
+            r#type: 2,
+            addr: Vec::new(),
+        }],
+        fanout: Some(0x0001_04d2),
+        rx_ring: Some(PacketRing {
+            block_size: 4096,
+            block_nr: 4,
+            frame_size: 2048,
+            frame_nr: 8,
+            retire_tmo: 0,
+            sizeof_priv: 0,
+            features: 0,
+        }),
+        tx_ring: None,
+        ns_id: None,
+        stasis_sk_protocol: ext.then_some(0x0300),
+        stasis_opts: if ext {
+            vec![StasisSockoptEntry {
+                level: 263,
+                name: 23,
+                value: 1i32.to_ne_bytes().to_vec(),
+            }]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Netlink and packet sockets with stasis's extensions: crit drops those (so the file
+/// cannot re-encode byte for byte), and must still decode it; stasis reads every field
+/// back.
+fn socket_extensions(crit: &Path, dir: &ImageDir) {
+    let name = "files-sk-ext.img";
+    let entries = [
+        FileEntry {
+            nlsk: Some(netlink_sk(true)),
+            ..file(FdTypes::Netlinksk, 16)
+        },
+        FileEntry {
+            psk: Some(packet_sk(true)),
+            ..file(FdTypes::Packetsk, 17)
+        },
+    ];
+    let f = File::create(dir.join(name)).unwrap();
+    let mut w = ImageWriter::new(BufWriter::new(f), ImageKind::Files, name).unwrap();
+    for e in &entries {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+    let out = run(Command::new(crit)
+        .arg("decode")
+        .arg("-i")
+        .arg(dir.join(name)));
+    let json = String::from_utf8_lossy(&out.stdout);
+    for want in ["\"NETLINKSK\"", "\"PACKETSK\"", "\"block_size\": 4096"] {
+        assert!(
+            json.contains(want),
+            "{name}: crit output lacks {want}:\n{json}"
+        );
+    }
+    let bytes = std::fs::read(dir.join(name)).unwrap();
+    let mut r = stasis_images::ImageReader::new(bytes.as_slice(), ImageKind::Files, name).unwrap();
+    for e in &entries {
+        assert_eq!(r.next::<FileEntry>().unwrap().as_ref(), Some(e));
+    }
+    assert_eq!(r.next::<FileEntry>().unwrap(), None);
 }
 
 /// crit 3.17 does not know `PIDFD` (20): its `type` is then an unknown enum value, so this
@@ -918,6 +1053,7 @@ fn crit_decodes_every_image_kind() {
                     .arg("-i")
                     .arg(dir.join(name)));
                 assert!(String::from_utf8_lossy(&out.stdout).contains("\"id\": 13"));
+                socket_extensions(&crit, &dir);
                 (
                     write(&dir, kind, 0, &files()),
                     vec![
@@ -933,6 +1069,12 @@ fn crit_decodes_every_image_kind() {
                         "\"src_port\": 5353",
                         "\"so_passcred\": true",
                         "\"shutdown\": \"WRITE\"",
+                        "\"NETLINKSK\"",
+                        "\"portid\": 1398018612",
+                        "\"groups\": [",
+                        "\"PACKETSK\"",
+                        "\"frame_nr\": 8",
+                        "\"fanout\": 66770",
                     ],
                     true,
                 )

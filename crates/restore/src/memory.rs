@@ -292,6 +292,26 @@ pub fn premap_and_fill(
                 v.pgoff,
             )
             .ctx(pid, what)?;
+        } else if v.status & vma_status::SOCKET != 0 {
+            // A packet socket's ring, mapped from the socket made again (empty).
+            let fd = files.mapped(v.shmid as u32).ok_or_else(|| {
+                invalid(
+                    "mm",
+                    format!(
+                        "vma {:#x} maps socket file {}, which is not open",
+                        v.start, v.shmid
+                    ),
+                )
+            })?;
+            zone.map(
+                slot,
+                len,
+                v.prot as i32,
+                libc::MAP_SHARED | extra,
+                Some(fd.as_fd()),
+                v.pgoff,
+            )
+            .ctx(pid, what)?;
         } else if v.status & (vma_status::FILE_PRIVATE | vma_status::FILE_SHARED) != 0 {
             // memfds, ghosts and linked files were opened by stasis; others by path here.
             let opened;

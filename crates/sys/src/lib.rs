@@ -13,6 +13,8 @@
 //! - [`tty`]: pseudo-terminal pairs, termios, window size, controlling terminal.
 //! - [`ipc`]: SysV shared memory, semaphores, message queues; setns.
 //! - [`net`]: sockets: sock_diag, options, names, queued data peeked at.
+//! - [`netlink`], [`packet`]: netlink and packet sockets: their sock_diag, addresses,
+//!   memberships, rings, queues.
 //! - [`proc`]: parsers for `/proc/PID/*` files (safe code, but kernel-format knowledge).
 //! - [`uffd`]: userfaultfd, to fill memory with `UFFDIO_COPY`.
 //! - [`restorer`]: the jump into the restorer blob and what must precede it.
@@ -30,7 +32,9 @@ pub mod inet;
 pub mod ipc;
 pub mod mem;
 pub mod net;
+pub mod netlink;
 pub mod netlock;
+pub mod packet;
 pub mod probe;
 pub mod proc;
 pub mod process;

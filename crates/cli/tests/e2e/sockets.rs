@@ -6,7 +6,7 @@ use crate::harness::{
     Scratch, Start, assert_crit_decodes, checkpoint_restore_fixture,
     checkpoint_restore_fixture_with, dump, dump_refused, leave_running_then,
     leave_running_then_restore, leave_running_then_with, read_lossy, restore, setup, start,
-    stasis_bin,
+    stasis_bin, status_field,
 };
 
 #[test]
@@ -391,4 +391,179 @@ fn ext_unix_sk_datagram_peer_outside_the_tree() {
             (b"after restore from Y".to_vec(), Some(y_name)),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Netlink and packet sockets
+// ---------------------------------------------------------------------------------------
+
+/// A network namespace (`ip netns add`, lo up), removed when dropped. sk_netlink's route
+/// socket is a member of the link and address groups, and events the kernel queued on
+/// it are refused at dump time (as by CRIU): links other tests make in the host's
+/// namespace (veth pairs) must not reach it.
+struct QuietNetns(String);
+
+impl QuietNetns {
+    fn new(tag: &str) -> QuietNetns {
+        let ns = QuietNetns(format!("stasis-{tag}{}", std::process::id()));
+        for cmd in [
+            vec!["netns", "add", &ns.0],
+            vec!["-n", &ns.0, "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip").args(&cmd).output().expect("run ip");
+            assert!(
+                out.status.success(),
+                "ip {cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns
+    }
+
+    /// Runs stasis inside the namespace, asserting success.
+    fn stasis(&self, args: &[&str], log: &std::path::Path) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, stasis_bin()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run stasis");
+        assert!(
+            out.status.success(),
+            "stasis {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            read_lossy(log)
+        );
+    }
+}
+
+impl Drop for QuietNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// sk_netlink dumped (killed, or left running and checked) and restored by stasis run in
+/// a quiet network namespace.
+fn netlink_cycle(test: &str, leave_running: bool) {
+    let _serial = setup();
+    let ns = QuietNetns::new("nl");
+    let scratch = Scratch::new(test);
+    let mut run = start(
+        &scratch,
+        Start {
+            netns: Some(&ns.0),
+            ..Start::new("sk_netlink")
+        },
+    );
+    let images = scratch.join("images");
+    let dir = images.to_str().unwrap();
+    let pid = run.pid.to_string();
+    let mut args = vec!["dump", "-t", &pid, "-D", dir, "-v4", "-o", "dump.log"];
+    if leave_running {
+        args.push("--leave-running");
+    }
+    ns.stasis(&args, &images.join("dump.log"));
+    assert_crit_decodes(&images);
+    if leave_running {
+        assert!(
+            status_field(run.pid, "TracerPid").as_deref() == Some("0"),
+            "still traced after the dump"
+        );
+        run.assert_pass();
+        stasis_sys::process::reap_terminated().expect("reap the original");
+    } else {
+        run.reap_killed();
+    }
+    ns.stasis(
+        &["restore", "-D", dir, "-d", "-v4", "-o", "restore.log"],
+        &images.join("restore.log"),
+    );
+    run.assert_pass();
+}
+
+#[test]
+fn netlink_sockets_port_ids_groups_peers_options_and_queued_messages() {
+    netlink_cycle("sk_netlink", false);
+}
+
+/// The USERSOCK queue is taken and put back at once, each message sent again by its
+/// sender: the tree that goes on running finds both messages, in order, from the same
+/// port id, with the same queue size.
+#[test]
+fn leave_running_netlink_sockets() {
+    netlink_cycle("leave_running_sk_netlink", true);
+}
+
+/// A tree in a network namespace of its own: a dump from outside it is refused (one
+/// line, the tree unharmed); stasis run inside it (`nsenter --net`) dumps it, and the
+/// images restore in a fresh namespace, where an address added to lo must reach the
+/// restored route socket through its group.
+#[test]
+fn netlink_sockets_of_a_private_network_namespace() {
+    let _serial = setup();
+    let scratch = Scratch::new("sk_netlink_netns");
+    let mut run = start(
+        &scratch,
+        Start {
+            args: &["netns"],
+            ..Start::new("sk_netlink")
+        },
+    );
+    let images = scratch.join("images");
+    let dir = images.to_str().unwrap();
+    let pid = run.pid.to_string();
+    dump_refused(run.pid, &images, &[], "network namespace");
+    let ns = format!("--net=/proc/{pid}/ns/net");
+    let out = Command::new("nsenter")
+        .args([&ns, stasis_bin(), "dump", "-t", &pid, "-D", dir])
+        .args(["-v4", "-o", "dump.log"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nsenter");
+    assert!(
+        out.status.success(),
+        "dump inside the namespace failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        read_lossy(&images.join("dump.log"))
+    );
+    assert_crit_decodes(&images);
+    run.reap_killed();
+    restore_in_fresh_netns(&images);
+    run.assert_pass();
+}
+
+#[test]
+fn packet_sockets_rings_fanout_memberships_filters_options() {
+    checkpoint_restore_fixture("sk_packet", Start::new("sk_packet"));
+}
+
+/// The tree that goes on running keeps its rings, groups and memberships (the dump only
+/// asks sock_diag and getsockopt); the images restore once it is gone.
+#[test]
+fn leave_running_packet_sockets() {
+    leave_running_then_restore("leave_running_sk_packet", Start::new("sk_packet"));
+}
+
+/// The kernel's answers waiting in a netlink queue cannot be sent again by anyone else:
+/// the dump is refused with one line, and the answer is still there, whole, for the
+/// tree that goes on (a single reply; a dump whose rest the kernel still holds).
+#[test]
+fn netlink_kernel_answers_in_a_queue_are_refused_and_left_in_place() {
+    let _serial = setup();
+    for (mode, needle) in [
+        ("reply", "bytes of messages are queued"),
+        ("dump", "dump is in progress"),
+    ] {
+        let scratch = Scratch::new("sk_netlink_pending");
+        let mut run = start(
+            &scratch,
+            Start {
+                args: &[mode],
+                ..Start::new("sk_netlink_pending")
+            },
+        );
+        dump_refused(run.pid, &scratch.join("images"), &[], needle);
+        run.assert_pass();
+    }
 }

@@ -371,8 +371,8 @@ fn host_groups() -> Vec<(String, u32, IpAddr)> {
     out
 }
 
-/// CRIU's socket options entry.
-fn sk_opts(f: &Fd) -> Result<pb::SkOptsEntry> {
+/// CRIU's socket options entry (every family's).
+pub(crate) fn sk_opts(f: &Fd) -> Result<pb::SkOptsEntry> {
     let fd = f.file.as_fd();
     let tmo = |name| {
         net::get_timeval_opt(fd, name).ctx(f.pid, || format!("fd {}: getsockopt({name})", f.fd))

@@ -19,7 +19,9 @@ mod inet;
 mod locks;
 mod memfd;
 mod mqueue;
+mod netlink;
 mod notify;
+mod packet;
 mod pipe;
 mod reg;
 mod tty;
@@ -100,6 +102,8 @@ pub struct FileTable {
     mqueues: mqueue::Queues,
     sockets: unix::Sockets,
     inet: inet::InetSockets,
+    netlink: netlink::NetlinkSockets,
+    packet: packet::PacketSockets,
 }
 
 /// Options that change how files are dumped.
@@ -412,7 +416,14 @@ impl FileTable {
     /// killed after the dump, as the last step before the inventory).
     pub fn write_socket_queues(&mut self, dir: &ImageDir) -> Result<()> {
         self.sockets.drain()?;
-        self.sockets.write(dir, &self.inet.queues)
+        let queues: Vec<_> = self
+            .inet
+            .queues
+            .iter()
+            .chain(&self.netlink.queues)
+            .cloned()
+            .collect();
+        self.sockets.write(dir, &queues)
     }
 
     /// Undoes what the dump did outside its images, after a failure: removes the links
@@ -462,6 +473,7 @@ impl FileTable {
         unix::check_peers(self)?;
         self.ttys.write(dir)?;
         self.locks.write(dir)?;
+        self.netlink.take_queues()?;
         self.inet.write_streams(dir)?;
         self.pipes.write(dir)?;
         self.ghosts.write(dir)?;
@@ -524,22 +536,17 @@ impl FileTable {
     ) -> Result<(pb::FdTypes, u32)> {
         let domain = net::get_int_opt(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN)
             .ctx(f.pid, || format!("fd {}: getsockopt(SO_DOMAIN)", f.fd))?;
-        let family = match domain {
-            libc::AF_UNIX => {
-                return Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, dir, f, opts)?));
-            }
-            libc::AF_INET | libc::AF_INET6 => {
-                return Ok((
-                    pb::FdTypes::Inetsk,
-                    inet::dump_socket(self, f, domain, opts)?,
-                ));
-            }
-            libc::AF_NETLINK => "AF_NETLINK",
-            libc::AF_PACKET => "AF_PACKET",
-            _ => "",
-        };
-        Err(f.unsupported(format!(
-            "{family} sockets (address family {domain}) are not supported yet"
-        )))
+        match domain {
+            libc::AF_UNIX => Ok((pb::FdTypes::Unixsk, unix::dump_socket(self, dir, f, opts)?)),
+            libc::AF_INET | libc::AF_INET6 => Ok((
+                pb::FdTypes::Inetsk,
+                inet::dump_socket(self, f, domain, opts)?,
+            )),
+            libc::AF_NETLINK => Ok((pb::FdTypes::Netlinksk, netlink::dump_socket(self, f)?)),
+            libc::AF_PACKET => Ok((pb::FdTypes::Packetsk, packet::dump_socket(self, f)?)),
+            _ => Err(f.unsupported(format!(
+                "sockets of address family {domain} are not supported yet"
+            ))),
+        }
     }
 }

@@ -81,8 +81,8 @@ pub struct FdinfoEntry {
 
 /// An open file description in `files.img`: its kind and id, and the matching sub-entry.
 ///
-/// Tags 4 (inet socket), 5 (namespace file), 6 (packet socket), 7 (netlink socket),
-/// 11 (tun file) and 21 (BPF map) are CRIU's kinds not declared yet; decoding skips them.
+/// Tags 5 (namespace file), 11 (tun file) and 21 (BPF map) are CRIU's kinds not declared
+/// yet; decoding skips them.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
 pub struct FileEntry {
     /// Kind of the file; says which sub-entry is set.
@@ -97,6 +97,12 @@ pub struct FileEntry {
     /// Inet socket.
     #[prost(message, optional, tag = "4")]
     pub isk: Option<InetSkEntry>,
+    /// Packet socket.
+    #[prost(message, optional, tag = "6")]
+    pub psk: Option<PacketSockEntry>,
+    /// Netlink socket.
+    #[prost(message, optional, tag = "7")]
+    pub nlsk: Option<NetlinkSkEntry>,
     /// eventfd.
     #[prost(message, optional, tag = "8")]
     pub efd: Option<EventfdFileEntry>,

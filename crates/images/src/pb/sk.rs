@@ -243,3 +243,166 @@ pub struct SkPacketEntry {
     #[prost(uint32, optional, tag = "1004")]
     pub stasis_sender: Option<u32>,
 }
+
+/// A netlink socket (CRIU's `netlink_sk_entry`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct NetlinkSkEntry {
+    /// Files id.
+    #[prost(uint32, required, tag = "1")]
+    pub id: u32,
+    /// Socket inode.
+    #[prost(uint32, required, tag = "2")]
+    pub ino: u32,
+    /// `NETLINK_ROUTE`, `NETLINK_USERSOCK`, ...
+    #[prost(uint32, required, tag = "3")]
+    pub protocol: u32,
+    /// 0 unconnected, 1 connected.
+    #[prost(uint32, required, tag = "4")]
+    pub state: u32,
+    /// Open flags of the file.
+    #[prost(uint32, required, tag = "6")]
+    pub flags: u32,
+    /// Bound port id (0: not bound).
+    #[prost(uint32, required, tag = "7")]
+    pub portid: u32,
+    /// Group memberships: a bitmap of 32-bit words, group 1 the lowest bit of the first.
+    #[prost(uint32, repeated, packed = "false", tag = "8")]
+    pub groups: Vec<u32>,
+    /// The connected peer's port id.
+    #[prost(uint32, required, tag = "9")]
+    pub dst_portid: u32,
+    /// The connected peer's group number (0: none).
+    #[prost(uint32, required, tag = "10")]
+    pub dst_group: u32,
+    /// SIGIO owner (required).
+    #[prost(message, optional, tag = "11")]
+    pub fown: Option<FownEntry>,
+    /// Socket options (required).
+    #[prost(message, optional, tag = "12")]
+    pub opts: Option<SkOptsEntry>,
+    /// Network namespace id.
+    #[prost(uint32, optional, tag = "13")]
+    pub ns_id: Option<u32>,
+    /// stasis: `SOCK_RAW` or `SOCK_DGRAM` (CRIU makes every netlink socket `SOCK_RAW`).
+    #[prost(uint32, optional, tag = "1000")]
+    pub stasis_type: Option<u32>,
+    /// stasis: the `SOL_NETLINK` options that are on and the generic options that differ
+    /// from a fresh socket's, in setting order.
+    #[prost(message, repeated, tag = "1001")]
+    pub stasis_opts: Vec<StasisSockoptEntry>,
+}
+
+/// A membership of a packet socket (CRIU's `packet_mclist`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct PacketMclist {
+    /// Interface index.
+    #[prost(uint32, required, tag = "1")]
+    pub index: u32,
+    /// `PACKET_MR_MULTICAST` (0), `PROMISC` (1), `ALLMULTI` (2), `UNICAST` (3).
+    #[prost(uint32, required, tag = "2")]
+    pub r#type: u32,
+    /// Hardware address (multicast and unicast kinds).
+    #[prost(bytes = "vec", required, tag = "3")]
+    #[serde(serialize_with = "crate::pb::serde_hex::bytes")]
+    pub addr: Vec<u8>,
+}
+
+/// A packet socket's ring (CRIU's `packet_ring`: `tpacket_req3`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct PacketRing {
+    /// Bytes per block.
+    #[prost(uint32, required, tag = "1")]
+    pub block_size: u32,
+    /// Blocks.
+    #[prost(uint32, required, tag = "2")]
+    pub block_nr: u32,
+    /// Bytes per frame.
+    #[prost(uint32, required, tag = "3")]
+    pub frame_size: u32,
+    /// Frames.
+    #[prost(uint32, required, tag = "4")]
+    pub frame_nr: u32,
+    /// TPACKET_V3 block retire timeout (ms).
+    #[prost(uint32, required, tag = "5")]
+    pub retire_tmo: u32,
+    /// TPACKET_V3 private bytes per block.
+    #[prost(uint32, required, tag = "6")]
+    pub sizeof_priv: u32,
+    /// TPACKET_V3 feature request word.
+    #[prost(uint32, required, tag = "7")]
+    pub features: u32,
+}
+
+/// A packet socket (CRIU's `packet_sock_entry`).
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct PacketSockEntry {
+    /// Files id.
+    #[prost(uint32, required, tag = "1")]
+    pub id: u32,
+    /// `SOCK_RAW`, `SOCK_DGRAM` or `SOCK_PACKET`.
+    #[prost(uint32, required, tag = "2")]
+    pub r#type: u32,
+    /// The protocol it receives, host byte order (0: none).
+    #[prost(uint32, required, tag = "3")]
+    pub protocol: u32,
+    /// Open flags of the file.
+    #[prost(uint32, required, tag = "4")]
+    pub flags: u32,
+    /// Bound interface index (0: all).
+    #[prost(uint32, required, tag = "5")]
+    pub ifindex: u32,
+    /// SIGIO owner (required).
+    #[prost(message, optional, tag = "6")]
+    pub fown: Option<FownEntry>,
+    /// Socket options (required).
+    #[prost(message, optional, tag = "7")]
+    pub opts: Option<SkOptsEntry>,
+    /// `PACKET_VERSION`.
+    #[prost(uint32, required, tag = "8")]
+    pub version: u32,
+    /// `PACKET_RESERVE`.
+    #[prost(uint32, required, tag = "9")]
+    pub reserve: u32,
+    /// `PACKET_AUXDATA`.
+    #[prost(bool, required, tag = "10")]
+    pub aux_data: bool,
+    /// `PACKET_ORIGDEV`.
+    #[prost(bool, required, tag = "11")]
+    pub orig_dev: bool,
+    /// `PACKET_VNET_HDR`.
+    #[prost(bool, required, tag = "12")]
+    pub vnet_hdr: bool,
+    /// `PACKET_LOSS`.
+    #[prost(bool, required, tag = "13")]
+    pub loss: bool,
+    /// `PACKET_TIMESTAMP`.
+    #[prost(uint32, required, tag = "14")]
+    pub timestamp: u32,
+    /// `PACKET_COPY_THRESH`.
+    #[prost(uint32, required, tag = "15")]
+    pub copy_thresh: u32,
+    /// Memberships.
+    #[prost(message, repeated, tag = "16")]
+    pub mclist: Vec<PacketMclist>,
+    /// `PACKET_FANOUT` (id | type << 16 | flags << 24); 0xffffffff: in no group.
+    #[prost(uint32, optional, tag = "17", default = "4294967295")]
+    pub fanout: Option<u32>,
+    /// The receive ring.
+    #[prost(message, optional, tag = "18")]
+    pub rx_ring: Option<PacketRing>,
+    /// The transmit ring.
+    #[prost(message, optional, tag = "19")]
+    pub tx_ring: Option<PacketRing>,
+    /// Network namespace id.
+    #[prost(uint32, optional, tag = "20")]
+    pub ns_id: Option<u32>,
+    /// stasis: the protocol the socket was created with (`SO_PROTOCOL`, network byte
+    /// order), which `bind` does not change.
+    #[prost(uint32, optional, tag = "1000")]
+    pub stasis_sk_protocol: Option<u32>,
+    /// stasis: packet options CRIU has no field for (`PACKET_IGNORE_OUTGOING`,
+    /// `QDISC_BYPASS`, `TX_HAS_OFF`, `VNET_HDR_SZ`) when set, and the generic options that
+    /// differ from a fresh socket's, in setting order.
+    #[prost(message, repeated, tag = "1001")]
+    pub stasis_opts: Vec<StasisSockoptEntry>,
+}

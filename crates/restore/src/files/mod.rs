@@ -19,7 +19,9 @@ mod epoll;
 mod inet;
 mod locks;
 mod memfd;
+mod netlink;
 mod notify;
+mod packet;
 mod pipe;
 mod reg;
 mod tty;
@@ -256,6 +258,7 @@ impl OpenedFiles {
         let mut ghosts = reg::GhostFiles::default();
         let mut ptys = tty::Ptys::default();
         let mut sockets = unix::Sockets::default();
+        let mut netlinks = netlink::Netlinks::default();
         // Mappings that are opened here rather than by path in the process: memfds and
         // files whose path was replaced.
         let mut wanted: Vec<(Pid, u32, String)> = Vec::new();
@@ -276,6 +279,11 @@ impl OpenedFiles {
                 let file_backed =
                     v.status & (vma_status::FILE_PRIVATE | vma_status::FILE_SHARED) != 0;
                 let id = v.shmid as u32;
+                if v.status & vma_status::SOCKET != 0 {
+                    // A packet ring, mapped from the socket.
+                    wanted.push((p.pid(), id, format!("vma {:#x}", v.start)));
+                    continue;
+                }
                 if file_backed
                     && (v.status & vma_status::MEMFD != 0
                         || images.file_data.remaps.contains_key(&id))
@@ -397,6 +405,8 @@ impl OpenedFiles {
                 (Ok(T::Inetsk), pb::FileEntry { isk: Some(e), .. }) => {
                     inet::open(&cx, e, &mut opened.inet)?
                 }
+                (Ok(T::Netlinksk), pb::FileEntry { nlsk: Some(e), .. }) => netlinks.open(&cx, e)?,
+                (Ok(T::Packetsk), pb::FileEntry { psk: Some(e), .. }) => packet::open(&cx, e)?,
                 (Ok(T::Unixsk | T::Inetsk | T::Packetsk | T::Netlinksk), _) => {
                     return Err(unsupported("sockets of this family"));
                 }
@@ -416,6 +426,7 @@ impl OpenedFiles {
         let first = images.processes.first().map_or(0, |p| p.pid());
         sockets.finish(images, first)?;
         opened.unix_late = sockets.into_late(images, &opened.by_id, first)?;
+        netlinks.finish(images)?;
         pipes.finish();
         ghosts.finish();
         ptys.finish(images.processes.first().map_or(0, |p| p.pid()))?;
