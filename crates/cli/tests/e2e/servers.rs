@@ -36,13 +36,42 @@ fn installed(program: &str) -> bool {
 }
 
 /// Kills a restored (or original) server tree and reaps it.
+/// The root is stopped first: a master that saw its workers die would start new ones.
 fn stop_tree(run: &mut Running) {
+    let _ = stasis_sys::process::kill(run.pid, libc::SIGSTOP);
     for pid in descendants(run.pid) {
         let _ = stasis_sys::process::kill(pid, libc::SIGKILL);
     }
     let _ = stasis_sys::process::kill(run.pid, libc::SIGKILL);
     run.wait_exit();
     let _ = stasis_sys::process::reap_terminated();
+    let left = group_members(run.pid);
+    assert!(
+        left.is_empty(),
+        "processes of the server left behind: {left:?}"
+    );
+}
+
+/// The live processes of process group `pgid` (a server started with setsid leads its
+/// own; restored processes keep theirs).
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After "(comm)": state, ppid, pgrp.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        if fields.get(2) == Some(&pgid.to_string().as_str()) && fields.first() != Some(&"Z") {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// A minimal RESP client on one connection (TCP or unix).
