@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::net::u32_at;
 use crate::{Errno, Result};
 
 /// An inet socket as `sock_diag` describes it.
@@ -28,11 +29,6 @@ pub struct InetDiag {
     pub ino: u32,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
 fn addr_of(family: u8, port: [u8; 2], words: &[u8]) -> SocketAddr {
     let port = u16::from_be_bytes(port);
     if i32::from(family) == libc::AF_INET6 {
@@ -49,92 +45,37 @@ fn addr_of(family: u8, port: [u8; 2], words: &[u8]) -> SocketAddr {
 /// by inode. Sockets that are in no hash table (TCP sockets neither bound-and-listening
 /// nor connected) are not listed.
 pub fn inet_sockets(family: i32, protocol: i32) -> Result<HashMap<u32, InetDiag>> {
-    // SAFETY: integer arguments.
-    let r = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    let fd = Errno::result(r.into())? as i32;
-    // SAFETY: the kernel just gave us this fd.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const INET_DIAG_SHUTDOWN: u16 = 8;
-    // nlmsghdr (16) + inet_diag_req_v2 (56).
-    let mut req = Vec::with_capacity(72);
-    req.extend_from_slice(&72u32.to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.push(family as u8);
-    req.push(protocol as u8);
-    req.push(0); // extensions
-    req.push(0); // pad
-    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // states
-    req.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
-    // SAFETY: send reads req.len() bytes.
-    let r = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    Errno::result(r as libc::c_long)?;
+    // inet_diag_req_v2: family, protocol, extensions, pad, states, sockid (48: any).
+    let mut body = vec![family as u8, protocol as u8, 0, 0];
+    body.extend_from_slice(&u32::MAX.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 48]);
     let mut out = HashMap::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: recv writes at most buf.len() bytes.
-        let r = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let n = Errno::result(r as libc::c_long)? as usize;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32_at(&buf, at) as usize;
-            let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            if len < 16 || at + len > n {
-                return Err(Errno(libc::EPROTO));
-            }
-            match i32::from(ty) {
-                libc::NLMSG_DONE => return Ok(out),
-                libc::NLMSG_ERROR => {
-                    let e = u32_at(&buf, at + 16) as i32;
-                    // A protocol the kernel has no diag module for lists nothing.
-                    return if e == -libc::ENOENT || e == -libc::EINVAL {
-                        Ok(out)
-                    } else {
-                        Err(Errno(-e))
-                    };
-                }
-                _ => {}
-            }
-            // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
-            // wqueue, uid, inode (72 bytes in all).
-            let m = &buf[at + 16..at + len];
-            if m.len() >= 72 {
-                let fam = m[0];
-                let mut d = InetDiag {
-                    state: m[1],
-                    src: addr_of(fam, [m[4], m[5]], &m[8..24]),
-                    dst: addr_of(fam, [m[6], m[7]], &m[24..40]),
-                    rqueue: u32_at(m, 56),
-                    wqueue: u32_at(m, 60),
-                    shutdown: 0,
-                    ino: u32_at(m, 68),
-                };
-                let mut a = 72;
-                while a + 4 <= m.len() {
-                    let alen = u16::from_ne_bytes([m[a], m[a + 1]]) as usize;
-                    let aty = u16::from_ne_bytes([m[a + 2], m[a + 3]]);
-                    if alen < 4 || a + alen > m.len() {
-                        break;
-                    }
-                    if aty == INET_DIAG_SHUTDOWN && alen > 4 {
-                        d.shutdown = m[a + 4];
-                    }
-                    a += alen.next_multiple_of(4);
-                }
-                out.insert(d.ino, d);
-            }
-            at += len.next_multiple_of(4);
+    // A protocol the kernel has no diag module for lists nothing.
+    for m in crate::net::diag_dump(&body)? {
+        // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
+        // wqueue, uid, inode (72 bytes in all).
+        if m.len() < 72 {
+            continue;
         }
+        let fam = m[0];
+        let mut d = InetDiag {
+            state: m[1],
+            src: addr_of(fam, [m[4], m[5]], &m[8..24]),
+            dst: addr_of(fam, [m[6], m[7]], &m[24..40]),
+            rqueue: u32_at(&m, 56),
+            wqueue: u32_at(&m, 60),
+            shutdown: 0,
+            ino: u32_at(&m, 68),
+        };
+        for (ty, data) in crate::net::attributes(&m, 72) {
+            if ty == INET_DIAG_SHUTDOWN && !data.is_empty() {
+                d.shutdown = data[0];
+            }
+        }
+        out.insert(d.ino, d);
     }
+    Ok(out)
 }
 
 /// A `sockaddr_storage` holding `a`, and its length.

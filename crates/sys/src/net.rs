@@ -29,13 +29,16 @@ pub struct UnixDiag {
     pub shutdown: u8,
 }
 
-fn nla_u32(data: &[u8], at: usize) -> u32 {
-    data.get(at..at + 4)
+/// The native-endian `u32` at `at` of `b` (0 past its end).
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
         .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Every unix socket of our network namespace, by inode (`sock_diag`).
-pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
+/// Sends one `SOCK_DIAG_BY_FAMILY` dump request whose body (after the netlink header) is
+/// `body`, and returns the body of every answer. A family or protocol the kernel has no
+/// diag module for answers with nothing.
+pub(crate) fn diag_dump(body: &[u8]) -> Result<Vec<Vec<u8>>> {
     // SAFETY: integer arguments.
     let r = unsafe {
         libc::socket(
@@ -48,25 +51,17 @@ pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
     // SAFETY: the kernel just gave us this fd.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_ALL: u32 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x40;
-    // nlmsghdr (16) + unix_diag_req (24).
-    let mut req = Vec::with_capacity(40);
-    req.extend_from_slice(&40u32.to_ne_bytes());
+    let mut req = Vec::with_capacity(16 + body.len());
+    req.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
     req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    req.extend_from_slice(&0u32.to_ne_bytes()); // pid
-    req.push(libc::AF_UNIX as u8);
-    req.push(0); // protocol
-    req.extend_from_slice(&[0, 0]);
-    req.extend_from_slice(&u32::MAX.to_ne_bytes()); // states
-    req.extend_from_slice(&0u32.to_ne_bytes()); // ino
-    req.extend_from_slice(&UDIAG_SHOW_ALL.to_ne_bytes());
-    req.extend_from_slice(&[0u8; 8]); // cookie
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    req.extend_from_slice(body);
     // SAFETY: send reads req.len() bytes.
     let r = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     Errno::result(r as libc::c_long)?;
-    let mut out = std::collections::HashMap::new();
+    let mut out = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
         // SAFETY: recv writes at most buf.len() bytes.
@@ -74,7 +69,7 @@ pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
         let n = Errno::result(r as libc::c_long)? as usize;
         let mut at = 0;
         while at + 16 <= n {
-            let len = nla_u32(&buf, at) as usize;
+            let len = u32_at(&buf, at) as usize;
             let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
             if len < 16 || at + len > n {
                 return Err(Errno(libc::EPROTO));
@@ -82,43 +77,71 @@ pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
             match i32::from(ty) {
                 libc::NLMSG_DONE => return Ok(out),
                 libc::NLMSG_ERROR => {
-                    let e = nla_u32(&buf, at + 16) as i32;
-                    return Err(Errno(-e));
+                    let e = u32_at(&buf, at + 16) as i32;
+                    return if e == -libc::ENOENT || e == -libc::EINVAL {
+                        Ok(out)
+                    } else {
+                        Err(Errno(-e))
+                    };
                 }
-                _ => {}
-            }
-            let msg = &buf[at + 16..at + len];
-            if msg.len() >= 16 {
-                let mut d = UnixDiag {
-                    kind: msg[1],
-                    state: msg[2],
-                    ino: nla_u32(msg, 4),
-                    ..Default::default()
-                };
-                let mut a = 16;
-                while a + 4 <= msg.len() {
-                    let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
-                    let aty = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]);
-                    if alen < 4 || a + alen > msg.len() {
-                        break;
-                    }
-                    let data = &msg[a + 4..a + alen];
-                    match aty {
-                        0 => d.name = data.to_vec(),
-                        1 => d.vfs = Some((nla_u32(data, 0), nla_u32(data, 4))),
-                        2 => d.peer = nla_u32(data, 0),
-                        3 => d.icons = data.chunks_exact(4).map(|c| nla_u32(c, 0)).collect(),
-                        4 => d.rqlen = Some((nla_u32(data, 0), nla_u32(data, 4))),
-                        6 => d.shutdown = data.first().copied().unwrap_or(0),
-                        _ => {}
-                    }
-                    a += alen.next_multiple_of(4);
-                }
-                out.insert(d.ino, d);
+                _ => out.push(buf[at + 16..at + len].to_vec()),
             }
             at += len.next_multiple_of(4);
         }
     }
+}
+
+/// The attributes after a diag message's fixed part: (type, payload).
+pub(crate) fn attributes(msg: &[u8], fixed: usize) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut a = fixed;
+    while a + 4 <= msg.len() {
+        let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
+        let aty = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]);
+        if alen < 4 || a + alen > msg.len() {
+            break;
+        }
+        out.push((aty, &msg[a + 4..a + alen]));
+        a += alen.next_multiple_of(4);
+    }
+    out
+}
+
+/// Every unix socket of our network namespace, by inode (`sock_diag`).
+pub fn unix_sockets() -> Result<std::collections::HashMap<u32, UnixDiag>> {
+    const UDIAG_SHOW_ALL: u32 = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x40;
+    // unix_diag_req: family, protocol, pad, states, ino, show, cookie.
+    let mut body = vec![libc::AF_UNIX as u8, 0, 0, 0];
+    body.extend_from_slice(&u32::MAX.to_ne_bytes()); // states
+    body.extend_from_slice(&0u32.to_ne_bytes()); // ino
+    body.extend_from_slice(&UDIAG_SHOW_ALL.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 8]); // cookie
+    let mut out = std::collections::HashMap::new();
+    for msg in diag_dump(&body)? {
+        // unix_diag_msg: family, type, state, pad, ino, cookie (16 bytes).
+        if msg.len() < 16 {
+            continue;
+        }
+        let mut d = UnixDiag {
+            kind: msg[1],
+            state: msg[2],
+            ino: u32_at(&msg, 4),
+            ..Default::default()
+        };
+        for (ty, data) in attributes(&msg, 16) {
+            match ty {
+                0 => d.name = data.to_vec(),
+                1 => d.vfs = Some((u32_at(data, 0), u32_at(data, 4))),
+                2 => d.peer = u32_at(data, 0),
+                3 => d.icons = data.chunks_exact(4).map(|c| u32_at(c, 0)).collect(),
+                4 => d.rqlen = Some((u32_at(data, 0), u32_at(data, 4))),
+                6 => d.shutdown = data.first().copied().unwrap_or(0),
+                _ => {}
+            }
+        }
+        out.insert(d.ino, d);
+    }
+    Ok(out)
 }
 
 /// An integer socket option (`getsockopt`).

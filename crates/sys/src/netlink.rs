@@ -4,7 +4,7 @@
 //! Also the generic `sock_diag` dump request the packet socket module shares.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::{Errno, Result};
 
@@ -28,83 +28,6 @@ pub const OPTIONS: &[(i32, &str)] = &[
     (11, "NETLINK_EXT_ACK"),
     (12, "NETLINK_GET_STRICT_CHK"),
 ];
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Sends one `SOCK_DIAG_BY_FAMILY` dump request whose body (after the netlink header) is
-/// `body`, and returns the body of every answer. A family or protocol the kernel has no
-/// diag module for answers with nothing.
-pub(crate) fn diag_dump(body: &[u8]) -> Result<Vec<Vec<u8>>> {
-    // SAFETY: integer arguments.
-    let r = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    let fd = Errno::result(r.into())? as i32;
-    // SAFETY: the kernel just gave us this fd.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    let mut req = Vec::with_capacity(16 + body.len());
-    req.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
-    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req.extend_from_slice(&1u32.to_ne_bytes());
-    req.extend_from_slice(&0u32.to_ne_bytes());
-    req.extend_from_slice(body);
-    // SAFETY: send reads req.len() bytes.
-    let r = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    Errno::result(r as libc::c_long)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        // SAFETY: recv writes at most buf.len() bytes.
-        let r = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let n = Errno::result(r as libc::c_long)? as usize;
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32_at(&buf, at) as usize;
-            let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-            if len < 16 || at + len > n {
-                return Err(Errno(libc::EPROTO));
-            }
-            match i32::from(ty) {
-                libc::NLMSG_DONE => return Ok(out),
-                libc::NLMSG_ERROR => {
-                    let e = u32_at(&buf, at + 16) as i32;
-                    return if e == -libc::ENOENT || e == -libc::EINVAL {
-                        Ok(out)
-                    } else {
-                        Err(Errno(-e))
-                    };
-                }
-                _ => out.push(buf[at + 16..at + len].to_vec()),
-            }
-            at += len.next_multiple_of(4);
-        }
-    }
-}
-
-/// The attributes after a diag message's fixed part: (type, payload).
-pub(crate) fn attributes(msg: &[u8], fixed: usize) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut a = fixed;
-    while a + 4 <= msg.len() {
-        let alen = u16::from_ne_bytes([msg[a], msg[a + 1]]) as usize;
-        let aty = u16::from_ne_bytes([msg[a + 2], msg[a + 3]]);
-        if alen < 4 || a + alen > msg.len() {
-            break;
-        }
-        out.push((aty, &msg[a + 4..a + alen]));
-        a += alen.next_multiple_of(4);
-    }
-    out
-}
 
 /// A netlink socket as `sock_diag` describes it. Only sockets with a port id or a group
 /// membership are listed (the kernel walks its port table and its group lists).
@@ -143,23 +66,23 @@ pub fn netlink_sockets() -> Result<HashMap<u32, NetlinkDiag>> {
     let mut out = HashMap::new();
     // netlink_diag_msg: family, type, protocol, state, portid, dst_portid, dst_group,
     // ino, cookie (28 bytes).
-    for m in diag_dump(&body)? {
+    for m in crate::net::diag_dump(&body)? {
         if m.len() < 28 {
             continue;
         }
         let mut d = NetlinkDiag {
             protocol: m[2],
             state: m[3],
-            portid: u32_at(&m, 4),
-            dst_portid: u32_at(&m, 8),
-            dst_group: u32_at(&m, 12),
-            ino: u32_at(&m, 16),
+            portid: crate::net::u32_at(&m, 4),
+            dst_portid: crate::net::u32_at(&m, 8),
+            dst_group: crate::net::u32_at(&m, 12),
+            ino: crate::net::u32_at(&m, 16),
             ..Default::default()
         };
-        for (ty, data) in attributes(&m, 28) {
+        for (ty, data) in crate::net::attributes(&m, 28) {
             match ty {
-                NETLINK_DIAG_MEMINFO => d.rmem = u32_at(data, 0),
-                NETLINK_DIAG_FLAGS => d.flags = u32_at(data, 0),
+                NETLINK_DIAG_MEMINFO => d.rmem = crate::net::u32_at(data, 0),
+                NETLINK_DIAG_FLAGS => d.flags = crate::net::u32_at(data, 0),
                 _ => {}
             }
         }
@@ -422,7 +345,7 @@ pub fn error_pending(fd: BorrowedFd<'_>) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, OwnedFd};
 
     fn usersock() -> OwnedFd {
         crate::inet::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_USERSOCK).unwrap()

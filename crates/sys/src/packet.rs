@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use crate::netlink::{attributes, diag_dump};
+use crate::net::{attributes, diag_dump, u32_at};
 use crate::{Errno, Result};
 
 /// `SOL_PACKET`.
@@ -138,11 +138,6 @@ pub struct PacketDiag {
     pub tx_ring: Option<Ring>,
     /// `PACKET_FANOUT` (id | type << 16 | flags << 24), if in a group.
     pub fanout: Option<u32>,
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn ring_of(d: &[u8]) -> Ring {
