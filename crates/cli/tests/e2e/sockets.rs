@@ -210,6 +210,23 @@ fn leave_running_tcp_connections_restored_in_a_fresh_network_namespace() {
     );
 }
 
+/// Runs stasis inside network namespace `ns` (`ip netns exec`), asserting success; `log`
+/// is shown if it fails.
+fn stasis_in_netns(ns: &str, args: &[&str], log: &std::path::Path) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, stasis_bin()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stasis");
+    assert!(
+        out.status.success(),
+        "stasis {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        read_lossy(log)
+    );
+}
+
 /// Two hosts (network namespaces joined by a veth pair), removed when dropped.
 struct TwoHosts {
     server: String,
@@ -252,18 +269,7 @@ impl TwoHosts {
 
     /// Runs stasis inside the server's namespace, asserting success.
     fn stasis_on_server(&self, args: &[&str], log: &std::path::Path) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.server, stasis_bin()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run stasis");
-        assert!(
-            out.status.success(),
-            "stasis {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            read_lossy(log)
-        );
+        stasis_in_netns(&self.server, args, log);
     }
 }
 
@@ -422,18 +428,7 @@ impl QuietNetns {
 
     /// Runs stasis inside the namespace, asserting success.
     fn stasis(&self, args: &[&str], log: &std::path::Path) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, stasis_bin()])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run stasis");
-        assert!(
-            out.status.success(),
-            "stasis {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            read_lossy(log)
-        );
+        stasis_in_netns(&self.0, args, log);
     }
 }
 
