@@ -35,6 +35,79 @@ pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
         .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The control messages the kernel wrote into `msg`'s control buffer (after a
+/// `recvmsg`): (level, type, payload) each.
+pub(crate) fn control_messages(msg: &libc::msghdr) -> Vec<(i32, i32, Vec<u8>)> {
+    let mut out = Vec::new();
+    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within
+    // msg_controllen.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: `c` points at a complete cmsghdr inside the control buffer.
+        let h = unsafe { &*c };
+        // SAFETY: CMSG_DATA points inside the same cmsghdr's payload.
+        let payload = unsafe { libc::CMSG_DATA(c) };
+        let len = h.cmsg_len.saturating_sub(payload as usize - c as usize);
+        // SAFETY: the payload's `len` bytes lie inside the control buffer.
+        let data = unsafe { std::slice::from_raw_parts(payload, len) }.to_vec();
+        out.push((h.cmsg_level, h.cmsg_type, data));
+        // SAFETY: CMSG_NXTHDR stays within the control buffer or returns null.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    out
+}
+
+/// A `struct ucred` (pid, uid, gid) as the bytes of an `SCM_CREDENTIALS` payload.
+pub(crate) fn ucred_bytes((pid, uid, gid): (i32, u32, u32)) -> Vec<u8> {
+    let mut v = pid.to_ne_bytes().to_vec();
+    v.extend_from_slice(&uid.to_ne_bytes());
+    v.extend_from_slice(&gid.to_ne_bytes());
+    v
+}
+
+/// Lays out `SOL_SOCKET` control messages (type, payload) in `buf` and points `msg` at
+/// them, for a `sendmsg` (nothing if there are none).
+pub(crate) fn put_control_messages(
+    msg: &mut libc::msghdr,
+    buf: &mut [u64],
+    messages: &[(i32, Vec<u8>)],
+) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let space: usize = messages
+        .iter()
+        // SAFETY: CMSG_SPACE is a size computation.
+        .map(|(_, d)| unsafe { libc::CMSG_SPACE(d.len() as u32) } as usize)
+        .sum();
+    if space > size_of_val(buf) {
+        return Err(Errno(libc::EMSGSIZE));
+    }
+    buf.fill(0);
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer holds `space` bytes, room for every message.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    for (ty, data) in messages {
+        if c.is_null() {
+            return Err(Errno(libc::EMSGSIZE));
+        }
+        // SAFETY: `c` points at a cmsghdr inside our control buffer.
+        let h = unsafe { &mut *c };
+        h.cmsg_level = libc::SOL_SOCKET;
+        h.cmsg_type = *ty;
+        // SAFETY: CMSG_LEN is a size computation.
+        h.cmsg_len = unsafe { libc::CMSG_LEN(data.len() as u32) } as usize;
+        // SAFETY: CMSG_DATA computes where this message's payload starts.
+        let payload = unsafe { libc::CMSG_DATA(c) };
+        // SAFETY: the payload has room for data.len() bytes (counted in `space`).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), payload, data.len()) };
+        // SAFETY: CMSG_NXTHDR stays within msg_controllen or returns null.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    Ok(())
+}
+
 /// Sends one `SOCK_DIAG_BY_FAMILY` dump request whose body (after the netlink header) is
 /// `body`, and returns the body of every answer. A family or protocol the kernel has no
 /// diag module for answers with nothing.
@@ -360,37 +433,28 @@ pub fn peek(fd: BorrowedFd<'_>, max: usize, stream: bool) -> Result<Option<Peeke
             .collect(),
         ..Default::default()
     };
-    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within
-    // msg_controllen.
-    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !c.is_null() {
-        // SAFETY: `c` points at a complete cmsghdr inside the control buffer.
-        let h = unsafe { &*c };
-        // SAFETY: CMSG_DATA points inside the same cmsghdr's payload.
-        let payload = unsafe { libc::CMSG_DATA(c) };
-        let len = h.cmsg_len - (payload as usize - c as usize);
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS && len >= 12 {
-            // SAFETY: a ucred of 12 bytes follows the header.
-            let u = unsafe { std::ptr::read_unaligned(payload.cast::<libc::ucred>()) };
-            out.creds = Some((u.pid, u.uid, u.gid));
+    for (level, ty, data) in control_messages(&msg) {
+        if level != libc::SOL_SOCKET {
+            continue;
         }
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
-            for i in 0..len / 4 {
-                let at = payload.wrapping_add(i * 4).cast::<i32>();
-                // SAFETY: the payload holds len / 4 ints, each a new fd of ours.
-                let fd = unsafe { std::ptr::read_unaligned(at) };
-                // SAFETY: the fd was just installed for us by the kernel.
-                out.rights.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        match ty {
+            libc::SCM_CREDENTIALS if data.len() >= 12 => {
+                out.creds = Some((u32_at(&data, 0) as i32, u32_at(&data, 4), u32_at(&data, 8)));
             }
+            // Fds installed for us by the kernel: each becomes ours to own (a pidfd is
+            // closed right away).
+            libc::SCM_RIGHTS | SCM_PIDFD => {
+                for fd in data.chunks_exact(4).map(|c| u32_at(c, 0) as i32) {
+                    // SAFETY: the kernel installed this fd for us with the message; nothing
+                    // else owns it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                    if ty == libc::SCM_RIGHTS {
+                        out.rights.push(owned);
+                    }
+                }
+            }
+            _ => {}
         }
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == SCM_PIDFD && len >= 4 {
-            // SAFETY: the payload holds one int, a pidfd installed for us.
-            let fd = unsafe { std::ptr::read_unaligned(payload.cast::<i32>()) };
-            // SAFETY: the fd was just installed for us by the kernel.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        // SAFETY: CMSG_NXTHDR stays within the control buffer or returns null.
-        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
     if truncated {
         return Err(Errno(libc::ENOBUFS));
@@ -430,54 +494,18 @@ pub fn send_to(
         msg.msg_name = (addr as *const libc::sockaddr_un).cast_mut().cast();
         msg.msg_namelen = *len;
     }
-    let cred_len = size_of::<libc::ucred>() as u32;
-    let rights_len = (rights.len() * size_of::<libc::c_int>()) as u32;
-    let mut space = 0;
-    if creds.is_some() {
-        // SAFETY: CMSG_SPACE is a size computation.
-        space += unsafe { libc::CMSG_SPACE(cred_len) } as usize;
+    let mut control: Vec<(i32, Vec<u8>)> = Vec::new();
+    if let Some(c) = creds {
+        control.push((libc::SCM_CREDENTIALS, ucred_bytes(c)));
     }
     if !rights.is_empty() {
-        // SAFETY: CMSG_SPACE is a size computation.
-        space += unsafe { libc::CMSG_SPACE(rights_len) } as usize;
+        let fds = rights
+            .iter()
+            .flat_map(|r| r.as_raw_fd().to_ne_bytes())
+            .collect();
+        control.push((libc::SCM_RIGHTS, fds));
     }
-    if space > 0 {
-        msg.msg_control = ctl.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-    }
-    // SAFETY: the control buffer (1280 bytes) has room for `space` bytes of messages.
-    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if let Some((pid, uid, gid)) = creds {
-        // SAFETY: `c` points at a cmsghdr inside our control buffer.
-        let h = unsafe { &mut *c };
-        h.cmsg_level = libc::SOL_SOCKET;
-        h.cmsg_type = libc::SCM_CREDENTIALS;
-        // SAFETY: CMSG_LEN is a size computation.
-        h.cmsg_len = unsafe { libc::CMSG_LEN(cred_len) } as usize;
-        let u = libc::ucred { pid, uid, gid };
-        // SAFETY: CMSG_DATA points at the payload of the message just set up.
-        let payload = unsafe { libc::CMSG_DATA(c) };
-        // SAFETY: the payload of the message has room for one ucred.
-        unsafe { std::ptr::write_unaligned(payload.cast::<libc::ucred>(), u) };
-        // SAFETY: CMSG_NXTHDR stays within msg_controllen (room for the rights follows).
-        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
-    }
-    if !rights.is_empty() {
-        // SAFETY: `c` points at the cmsghdr after the credentials, inside the buffer.
-        let h = unsafe { &mut *c };
-        h.cmsg_level = libc::SOL_SOCKET;
-        h.cmsg_type = libc::SCM_RIGHTS;
-        // SAFETY: CMSG_LEN is a size computation.
-        h.cmsg_len = unsafe { libc::CMSG_LEN(rights_len) } as usize;
-        // SAFETY: CMSG_DATA points at this message's payload.
-        let payload = unsafe { libc::CMSG_DATA(c) }.cast::<libc::c_int>();
-        for (i, r) in rights.iter().enumerate() {
-            // The payload has room for rights.len() ints.
-            let at = payload.wrapping_add(i);
-            // SAFETY: `at` is the i-th int of the payload, inside the control buffer.
-            unsafe { std::ptr::write_unaligned(at, r.as_raw_fd()) };
-        }
-    }
+    put_control_messages(&mut msg, &mut ctl, &control)?;
     // SAFETY: sendmsg reads the buffers msg describes.
     let r = unsafe {
         libc::sendmsg(

@@ -261,22 +261,14 @@ pub fn recv(fd: BorrowedFd<'_>, peek: bool) -> Result<Option<NlMessage>> {
         group_mask: from.nl_groups,
         creds: None,
     };
-    // SAFETY: the control buffer was filled by the kernel; CMSG_* walk it within
-    // msg_controllen.
-    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !c.is_null() {
-        // SAFETY: `c` points at a complete cmsghdr inside the control buffer.
-        let h = unsafe { &*c };
-        // SAFETY: CMSG_DATA points inside the same cmsghdr's payload.
-        let payload = unsafe { libc::CMSG_DATA(c) };
-        let len = h.cmsg_len - (payload as usize - c as usize);
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS && len >= 12 {
-            // SAFETY: a ucred of 12 bytes follows the header.
-            let u = unsafe { std::ptr::read_unaligned(payload.cast::<libc::ucred>()) };
-            out.creds = Some((u.pid, u.uid, u.gid));
+    for (level, ty, data) in crate::net::control_messages(&msg) {
+        if level == libc::SOL_SOCKET && ty == libc::SCM_CREDENTIALS && data.len() >= 12 {
+            out.creds = Some((
+                crate::net::u32_at(&data, 0) as i32,
+                crate::net::u32_at(&data, 4),
+                crate::net::u32_at(&data, 8),
+            ));
         }
-        // SAFETY: CMSG_NXTHDR stays within the control buffer or returns null.
-        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
     }
     Ok(Some(out))
 }
@@ -300,24 +292,12 @@ pub fn send_to(
     msg.msg_namelen = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if let Some((pid, uid, gid)) = creds {
-        msg.msg_control = ctl.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is a size computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
-        // SAFETY: the control buffer has room for one ucred message.
-        let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        // SAFETY: `c` points at the start of our control buffer.
-        let h = unsafe { &mut *c };
-        h.cmsg_level = libc::SOL_SOCKET;
-        h.cmsg_type = libc::SCM_CREDENTIALS;
-        // SAFETY: CMSG_LEN is a size computation.
-        h.cmsg_len = unsafe { libc::CMSG_LEN(size_of::<libc::ucred>() as u32) } as usize;
-        // SAFETY: `c` is the message just set up in our control buffer.
-        let payload = unsafe { libc::CMSG_DATA(c) };
-        // SAFETY: the payload of the message has room for one ucred.
-        unsafe {
-            std::ptr::write_unaligned(payload.cast::<libc::ucred>(), libc::ucred { pid, uid, gid })
-        };
+    if let Some(c) = creds {
+        crate::net::put_control_messages(
+            &mut msg,
+            &mut ctl,
+            &[(libc::SCM_CREDENTIALS, crate::net::ucred_bytes(c))],
+        )?;
     }
     // SAFETY: sendmsg reads the buffers msg describes.
     let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
