@@ -449,14 +449,6 @@ fn collect_and_write(
         restore: None,
     };
     dir.write_all(ImageKind::Stats, 0, [&stats_entry])?;
-    // What clients of connections waiting to be accepted sent can only be read by
-    // accepting them, which the tree would notice: only done for a tree killed after
-    // the dump (the dump refuses such connections with --leave-running), once every other
-    // image is written.
-    if files.takes_connections() {
-        log::info!("accepting waiting unix connections to read what their clients sent");
-    }
-    files.write_socket_queues(dir)?;
     // The inventory goes last: its presence marks a complete dump.
     let inventory = pb::InventoryEntry {
         img_version: IMG_VERSION,
@@ -468,7 +460,14 @@ fn collect_and_write(
         tcp_close: opts.tcp_close.then_some(true),
         ..Default::default()
     };
-    dir.write_all(ImageKind::Inventory, 0, [&inventory])?;
+    // What clients of connections waiting to be accepted sent can only be read by
+    // accepting them, which the tree would notice: only done for a tree killed after
+    // the dump (the dump refuses such connections with --leave-running), once every other
+    // image is written.
+    if files.takes_connections() {
+        log::info!("accepting waiting unix connections to read what their clients sent");
+    }
+    files.write_socket_queues_and_inventory(dir, &inventory)?;
     Ok(())
 }
 

@@ -34,6 +34,15 @@ impl<W: Write> ImageWriter<W> {
         Ok(ImageWriter { out, file })
     }
 
+    /// Continues an image whose magics (and maybe entries) `out` already holds, as when
+    /// appending to the file.
+    pub fn appending(out: W, file: impl Into<String>) -> Self {
+        ImageWriter {
+            out,
+            file: file.into(),
+        }
+    }
+
     /// Appends one length-prefixed protobuf entry.
     pub fn write<M: prost::Message>(&mut self, msg: &M) -> Result<()> {
         let len = msg.encoded_len();

@@ -67,6 +67,21 @@ pub fn seek_to(fd: BorrowedFd<'_>, pos: u64) -> Result<()> {
     Errno::result(r as libc::c_long).map(drop)
 }
 
+/// Reserves `len` bytes of disk for `fd` from `offset` without changing its size
+/// (`FALLOC_FL_KEEP_SIZE`): writes there later cannot fail for want of space.
+pub fn reserve_space(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<()> {
+    // SAFETY: integer arguments.
+    let r = unsafe {
+        libc::fallocate64(
+            fd.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off64_t,
+            len as libc::off64_t,
+        )
+    };
+    Errno::result(r.into()).map(drop)
+}
+
 /// `fstat` of an fd.
 pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat64> {
     // SAFETY: an all-zero stat is a valid value to be overwritten.

@@ -30,7 +30,7 @@ mod unix;
 use std::os::fd::{AsFd, OwnedFd};
 
 use stasis_images::consts::FD_CLOEXEC;
-use stasis_images::{ImageDir, pb};
+use stasis_images::{ImageDir, ImageKind, pb};
 use stasis_sys::{Pid, fs, net, proc, process};
 
 pub use memfd::MemfdTable;
@@ -414,8 +414,17 @@ impl FileTable {
     /// Writes `sk-queues.img`, after reading what clients of connections waiting to be
     /// accepted sent (which accepts them on our copies of their listeners: only for a tree
     /// killed after the dump, as the last step before the inventory).
-    pub fn write_socket_queues(&mut self, dir: &ImageDir) -> Result<()> {
-        self.sockets.drain()?;
+    ///
+    /// Then the inventory, the mark of a complete dump. When connections must be accepted,
+    /// everything that a full disk could make fail is done first (the queues known so far
+    /// written, room for the rest reserved, the inventory written under a temporary
+    /// name): a dump that fails before the accept leaves the tree as it was; after it
+    /// only an I/O error can stop the dump.
+    pub fn write_socket_queues_and_inventory(
+        &mut self,
+        dir: &ImageDir,
+        inventory: &pb::InventoryEntry,
+    ) -> Result<()> {
         let queues: Vec<_> = self
             .inet
             .queues
@@ -423,7 +432,46 @@ impl FileTable {
             .chain(&self.netlink.queues)
             .cloned()
             .collect();
-        self.sockets.write(dir, &queues)
+        if !self.sockets.must_drain() {
+            self.sockets.write(dir, &queues)?;
+            return dir
+                .write_all(ImageKind::Inventory, 0, [inventory])
+                .map_err(Into::into);
+        }
+        self.sockets.write_always(dir, &queues)?;
+        let name = ImageKind::SkQueues.file_name(0);
+        let io = |file: &str, source: std::io::Error| {
+            DumpError::Image(stasis_images::Error::Io {
+                file: file.to_owned(),
+                source,
+            })
+        };
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(&name))
+            .map_err(|e| io(&name, e))?;
+        let size = file.metadata().map_err(|e| io(&name, e))?.len();
+        // Room for the data of the connections waiting to be accepted.
+        fs::reserve_space(file.as_fd(), size, self.sockets.drain_reserve())
+            .map_err(|e| io(&name, std::io::Error::from_raw_os_error(e.0)))?;
+        let temp = format!("{}.partial", ImageKind::Inventory.file_name(0));
+        let mut w = stasis_images::ImageWriter::new(
+            dir.create_raw(&temp)?,
+            ImageKind::Inventory,
+            temp.clone(),
+        )?;
+        w.write(inventory)?;
+        w.finish()?;
+        // Past this point the tree has lost those connections to us.
+        let drained = self.sockets.drain()?;
+        let mut w = stasis_images::ImageWriter::appending(file, name);
+        for (e, data) in &drained {
+            w.write(e)?;
+            w.write_raw(data)?;
+        }
+        w.finish()?;
+        let inv = ImageKind::Inventory.file_name(0);
+        std::fs::rename(dir.join(&temp), dir.join(&inv)).map_err(|e| io(&inv, e))
     }
 
     /// Undoes what the dump did outside its images, after a failure: removes the links

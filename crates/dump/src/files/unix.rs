@@ -191,6 +191,15 @@ impl Sockets {
         if self.queues.is_empty() && inet.is_empty() {
             return Ok(());
         }
+        self.write_always(dir, inet)
+    }
+
+    /// [`Sockets::write`], also when there is nothing to write (the file is appended to).
+    pub fn write_always(
+        &self,
+        dir: &ImageDir,
+        inet: &[(pb::SkPacketEntry, Vec<u8>)],
+    ) -> Result<()> {
         let mut w = dir.create(ImageKind::SkQueues, 0)?;
         for (e, data) in self.queues.iter().chain(inet) {
             w.write(e)?;
@@ -210,7 +219,7 @@ impl Sockets {
     /// connections from the tree, so it is done only when the tree is killed after the
     /// dump, once everything else is written. The bytes become entries of the clients'
     /// queues marked `stasis_to_peer`.
-    pub fn drain(&mut self) -> Result<()> {
+    pub fn drain(&mut self) -> Result<Vec<(pb::SkPacketEntry, Vec<u8>)>> {
         let mut drained = Vec::new();
         for ino in std::mem::take(&mut self.to_drain) {
             let Some(l) = self.listeners.remove(&ino) else {
@@ -246,8 +255,27 @@ impl Sockets {
                 }
             }
         }
-        self.queues.extend(drained);
-        Ok(())
+        Ok(drained)
+    }
+
+    /// At most how many bytes [`Sockets::drain`]'s entries take in `sk-queues.img`: what
+    /// the waiting clients have sent is charged to them (their send queue, in memory
+    /// bytes, which a message's entry and payload never exceed), with some room over.
+    pub fn drain_reserve(&self) -> u64 {
+        let diag = self.diag.as_ref();
+        let charged: u64 = self
+            .listeners
+            .iter()
+            .filter(|(ino, _)| self.to_drain.contains(ino))
+            .flat_map(|(_, l)| l.icons.iter())
+            .map(|c| {
+                diag.and_then(|d| d.get(c))
+                    .and_then(|d| d.rqlen)
+                    .map_or(0, |(_, w)| u64::from(w))
+                    + 1024
+            })
+            .sum();
+        charged + 4096
     }
 }
 
