@@ -451,9 +451,15 @@ impl FileTable {
             .open(dir.join(&name))
             .map_err(|e| io(&name, e))?;
         let size = file.metadata().map_err(|e| io(&name, e))?.len();
-        // Room for the data of the connections waiting to be accepted.
-        fs::reserve_space(file.as_fd(), size, self.sockets.drain_reserve())
-            .map_err(|e| io(&name, std::io::Error::from_raw_os_error(e.0)))?;
+        // Room for the data of the connections waiting to be accepted (a file system that
+        // cannot reserve it is written to as it is).
+        match fs::reserve_space(file.as_fd(), size, self.sockets.drain_reserve()) {
+            Ok(()) => {}
+            Err(stasis_sys::Errno(libc::EOPNOTSUPP)) => {
+                log::warn!("{name}: the file system cannot reserve room (fallocate)");
+            }
+            Err(e) => return Err(io(&name, std::io::Error::from_raw_os_error(e.0))),
+        }
         let temp = format!("{}.partial", ImageKind::Inventory.file_name(0));
         let mut w = stasis_images::ImageWriter::new(
             dir.create_raw(&temp)?,
