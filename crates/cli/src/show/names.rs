@@ -295,6 +295,124 @@ pub fn duration_us(us: u64) -> String {
     }
 }
 
+/// A socket type: `stream`, `dgram`, `raw`, `seqpacket`, `packet`.
+pub fn socket_type(ty: i32) -> String {
+    match ty {
+        libc::SOCK_STREAM => "stream".into(),
+        libc::SOCK_DGRAM => "dgram".into(),
+        libc::SOCK_RAW => "raw".into(),
+        libc::SOCK_SEQPACKET => "seqpacket".into(),
+        10 => "packet".into(), // SOCK_PACKET
+        other => format!("type {other}"),
+    }
+}
+
+/// A TCP state.
+pub fn tcp_state(state: u32) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => "?",
+    }
+}
+
+/// A unix socket name as the kernel keeps it: a path, `@name` for an abstract one, or
+/// nothing.
+fn unix_name(name: &[u8]) -> String {
+    match name.first() {
+        None => String::new(),
+        Some(0) => format!("@{}", String::from_utf8_lossy(&name[1..])),
+        Some(_) => String::from_utf8_lossy(name)
+            .trim_end_matches('\0')
+            .to_owned(),
+    }
+}
+
+/// A unix socket: what it is and its details.
+pub fn unix_socket(u: &stasis_images::pb::UnixSkEntry) -> (String, Vec<String>) {
+    let name = unix_name(&u.name);
+    let state = match u.state {
+        10 => "listening",
+        1 => "connected",
+        _ => "unconnected",
+    };
+    let mut what = format!("unix {} socket, {state}", socket_type(u.r#type as i32));
+    if !name.is_empty() {
+        what.push(' ');
+        what.push_str(&name);
+    }
+    let mut d = vec![format!("socket:[{}]", u.ino)];
+    if u.peer != 0 {
+        d.push(format!("peer socket:[{}]", u.peer));
+    }
+    if !u.stasis_icons.is_empty() {
+        d.push(format!("{} waiting to be accepted", u.stasis_icons.len()));
+    }
+    if u.deleted == Some(true) {
+        d.push("name deleted or replaced".into());
+    }
+    if u.uflags & 1 != 0 {
+        d.push("outside the tree".into());
+    }
+    (what, d)
+}
+
+/// The address in CRIU's words (one for IPv4, four for IPv6) and a port.
+fn inet_addr(family: u32, words: &[u32], port: u32) -> String {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    match (family as i32, bytes.len()) {
+        (libc::AF_INET, n) if n >= 4 => format!(
+            "{}:{port}",
+            std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+        ),
+        (libc::AF_INET6, 16) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&bytes);
+            format!("[{}]:{port}", std::net::Ipv6Addr::from(a))
+        }
+        _ => format!("?:{port}"),
+    }
+}
+
+/// An IPv4 or IPv6 socket: protocol, addresses, state, and its details.
+pub fn inet_socket(i: &stasis_images::pb::InetSkEntry) -> (String, Vec<String>) {
+    let proto = match i.proto as i32 {
+        libc::IPPROTO_TCP => "tcp".to_owned(),
+        libc::IPPROTO_UDP => "udp".to_owned(),
+        libc::IPPROTO_UDPLITE => "udplite".to_owned(),
+        libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6 => "icmp".to_owned(),
+        other => format!("protocol {other}"),
+    };
+    let fam = if i.family as i32 == libc::AF_INET6 {
+        "6"
+    } else {
+        ""
+    };
+    let local = inet_addr(i.family, &i.src_addr, i.src_port);
+    let mut what = format!("{proto}{fam} {local}");
+    if i.dst_port != 0 {
+        what.push_str(" -> ");
+        what.push_str(&inet_addr(i.family, &i.dst_addr, i.dst_port));
+    }
+    let mut d = vec![format!("socket:[{}]", i.ino), socket_type(i.r#type as i32)];
+    if i.r#type as i32 == libc::SOCK_STREAM {
+        d.push(tcp_state(i.state).to_owned());
+    }
+    if i.state == 10 {
+        d.push(format!("backlog {}", i.backlog));
+    }
+    (what, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

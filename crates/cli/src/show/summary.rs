@@ -875,6 +875,40 @@ impl<'a> Summary<'a> {
                 }
                 None => missing(),
             },
+            T::Unixsk => match &f.usk {
+                Some(u) => names::unix_socket(u),
+                None => missing(),
+            },
+            T::Inetsk => match &f.isk {
+                Some(i) => names::inet_socket(i),
+                None => missing(),
+            },
+            T::Netlinksk => match &f.nlsk {
+                Some(n) => {
+                    let mut d = vec![format!("port id {}", n.portid)];
+                    if !n.groups.is_empty() {
+                        d.push(format!("groups {:?}", n.groups));
+                    }
+                    if n.dst_portid != 0 || n.dst_group != 0 {
+                        d.push(format!(
+                            "connected to port id {} group {}",
+                            n.dst_portid, n.dst_group
+                        ));
+                    }
+                    (format!("netlink socket, protocol {}", n.protocol), d)
+                }
+                None => missing(),
+            },
+            T::Packetsk => match &f.psk {
+                Some(k) => (
+                    format!("packet socket, {}", names::socket_type(k.r#type as i32)),
+                    vec![
+                        format!("protocol {:#06x}", k.protocol),
+                        format!("interface {}", k.ifindex),
+                    ],
+                ),
+                None => missing(),
+            },
             T::Ext => ("external file".into(), Vec::new()),
             other => (
                 format!("<{}>", other.as_str_name()),

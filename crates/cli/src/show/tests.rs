@@ -470,3 +470,71 @@ fn threads_children_and_parent_cycles() {
         assert!(out.lines().any(|l| l == line), "no line {line:?} in\n{out}");
     }
 }
+
+#[test]
+fn sockets_are_described() {
+    use super::names::{inet_socket, unix_socket};
+    let u = pb::UnixSkEntry {
+        ino: 77,
+        r#type: libc::SOCK_STREAM as u32,
+        state: 10,
+        name: b"/run/x.sock\0".to_vec(),
+        stasis_icons: vec![5, 6],
+        ..Default::default()
+    };
+    assert_eq!(
+        unix_socket(&u),
+        (
+            "unix stream socket, listening /run/x.sock".to_owned(),
+            vec![
+                "socket:[77]".to_owned(),
+                "2 waiting to be accepted".to_owned()
+            ]
+        )
+    );
+    let abs = pb::UnixSkEntry {
+        ino: 8,
+        r#type: libc::SOCK_DGRAM as u32,
+        state: 7,
+        name: b"\0abc".to_vec(),
+        peer: 9,
+        ..Default::default()
+    };
+    assert_eq!(unix_socket(&abs).0, "unix dgram socket, unconnected @abc");
+    let word = |a: [u8; 4]| u32::from_ne_bytes(a);
+    let t = pb::InetSkEntry {
+        ino: 3,
+        family: libc::AF_INET as u32,
+        r#type: libc::SOCK_STREAM as u32,
+        proto: libc::IPPROTO_TCP as u32,
+        state: 1,
+        src_port: 80,
+        dst_port: 5555,
+        src_addr: vec![word([10, 0, 0, 1])],
+        dst_addr: vec![word([10, 0, 0, 2])],
+        ..Default::default()
+    };
+    assert_eq!(
+        inet_socket(&t),
+        (
+            "tcp 10.0.0.1:80 -> 10.0.0.2:5555".to_owned(),
+            vec![
+                "socket:[3]".to_owned(),
+                "stream".to_owned(),
+                "ESTABLISHED".to_owned()
+            ]
+        )
+    );
+    let mut v6 = [0u32; 4];
+    v6[3] = word([0, 0, 0, 1]);
+    let l = pb::InetSkEntry {
+        family: libc::AF_INET6 as u32,
+        r#type: libc::SOCK_DGRAM as u32,
+        proto: libc::IPPROTO_UDP as u32,
+        state: 7,
+        src_port: 53,
+        src_addr: v6.to_vec(),
+        ..Default::default()
+    };
+    assert_eq!(inet_socket(&l).0, "udp6 [::1]:53");
+}
