@@ -458,6 +458,7 @@ fn collect_and_write(
         lsmtype: Some(pb::Lsmtype::NoLsm as i32),
         dump_uptime: Some(process::boottime_ns() / 1000),
         tcp_close: opts.tcp_close.then_some(true),
+        network_lock_method: Some(opts.network_lock.criu_code()),
         ..Default::default()
     };
     // What clients of connections waiting to be accepted sent can only be read by

@@ -111,6 +111,8 @@ pub struct Images {
     pub ipc: Option<crate::ipc::IpcImages>,
     /// TCP connections come back closed (`--tcp-close`; the dump had it, or the restore).
     pub tcp_close: bool,
+    /// How the dump locked the network, as its inventory says (CRIU restores follow it).
+    pub network_lock: Option<stasis_sys::netlock::Method>,
 }
 
 impl Images {
@@ -238,6 +240,9 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         seccomp,
         cgroups,
         tcp_close: inventory.tcp_close == Some(true),
+        network_lock: inventory
+            .network_lock_method
+            .and_then(stasis_sys::netlock::Method::from_criu_code),
     })
 }
 

@@ -28,7 +28,8 @@ pub struct RestoreOptions {
     pub detached: bool,
     /// The tree is a shell job (`-j`).
     pub shell_job: bool,
-    /// How the dump locked TCP connections (`--network-lock`): the lock lifted at the end.
+    /// How the dump locked TCP connections (`--network-lock`), for images whose inventory
+    /// does not say: the lock lifted at the end.
     pub network_lock: stasis_sys::netlock::Method,
     /// TCP connections come back closed (`--tcp-close`).
     pub tcp_close: bool,
@@ -171,6 +172,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         ..
     } = pipes;
     let tcp = files.take_tcp();
+    // The dump's method, as CRIU does; the option for images that do not say.
+    let lock_method = images.network_lock.unwrap_or(opts.network_lock);
     let locked = images
         .files
         .values()
@@ -191,7 +194,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreOutcome> {
         go_write,
         Hooks {
             created: |pids: &mut PidSpace| unix_late.refill(root, |p| pids.host(p)),
-            before_detach: || release_tcp(root, &tcp, opts.network_lock, locked),
+            before_detach: || release_tcp(root, &tcp, lock_method, locked),
         },
     );
     drop(unix_late);

@@ -37,6 +37,26 @@ impl std::str::FromStr for Method {
     }
 }
 
+impl Method {
+    /// CRIU's number for the method in `inventory.img` (`network_lock_method`: 0
+    /// iptables, 1 nftables, 2 skip).
+    pub fn criu_code(self) -> u32 {
+        match self {
+            Method::Nftables => 1,
+            Method::Skip => 2,
+        }
+    }
+
+    /// The method of CRIU's number, if stasis has it.
+    pub fn from_criu_code(code: u32) -> Option<Method> {
+        match code {
+            1 => Some(Method::Nftables),
+            2 => Some(Method::Skip),
+            _ => None,
+        }
+    }
+}
+
 /// The nftables table of the tree rooted at `root`.
 pub fn table_name(root: i32) -> String {
     format!("stasis-{root}")
@@ -200,4 +220,35 @@ pub fn unlock_tree(root: i32) -> Result<(), String> {
     let t = table_name(root);
     // Adding a table that exists does nothing: the delete always finds one.
     nft(&format!("add table inet {t}\ndelete table inet {t}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_by_name_and_by_criu_number() {
+        for m in [Method::Nftables, Method::Skip] {
+            assert_eq!(Method::from_criu_code(m.criu_code()), Some(m));
+        }
+        // CRIU's iptables (0) and unknown numbers are not stasis's to undo.
+        assert_eq!(Method::from_criu_code(0), None);
+        assert_eq!(Method::from_criu_code(7), None);
+        assert_eq!("nftables".parse::<Method>(), Ok(Method::Nftables));
+        assert_eq!("skip".parse::<Method>(), Ok(Method::Skip));
+        assert!(
+            "iptables"
+                .parse::<Method>()
+                .unwrap_err()
+                .contains("nftables")
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_lock_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:80".parse().unwrap();
+        assert_eq!(wire(mapped), "10.0.0.1:80".parse::<SocketAddr>().unwrap());
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(wire(v6), v6);
+    }
 }
