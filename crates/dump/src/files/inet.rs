@@ -52,7 +52,7 @@ pub(crate) struct InetSockets {
     /// `sock_diag` by (family, protocol), read once each.
     diag: HashMap<(i32, i32), HashMap<u32, InetDiag>>,
     /// Fresh sockets' values of [`inet::OPTIONS`], by (family, type, protocol).
-    fresh: HashMap<(i32, i32, i32), OptionValues>,
+    fresh: FreshOptions,
     /// Multicast groups joined on the host's interfaces: (interface name, index, group).
     groups: Option<Vec<(String, u32, IpAddr)>>,
     /// Queued datagrams: entry and bytes.
@@ -298,10 +298,66 @@ fn dump_connection(
     Ok(())
 }
 
-fn int_opt(f: &Fd, level: i32, name: i32) -> Result<i32> {
+pub(crate) fn int_opt(f: &Fd, level: i32, name: i32) -> Result<i32> {
     net::get_int_opt(f.file.as_fd(), level, name).ctx(f.pid, || {
         format!("fd {}: getsockopt({level}, {name})", f.fd)
     })
+}
+
+/// Whether the socket at `f` is in stasis's network namespace (sockets of another
+/// cannot be made again from here).
+pub(crate) fn check_netns(f: &Fd) -> Result<()> {
+    let own = stasis_sys::fs::stat("/proc/self/ns/net".as_ref())
+        .ctx(f.pid, || "stat of our network namespace".into())?
+        .st_ino;
+    let ns = inet::socket_netns(f.file.as_fd()).ctx(f.pid, || format!("fd {}: SIOCGSKNS", f.fd))?;
+    if ns != own {
+        return Err(f.unsupported(
+            "it belongs to another network namespace than stasis's; run stasis in the \
+             tree's network namespace (ip netns exec, nsenter --net)",
+        ));
+    }
+    Ok(())
+}
+
+/// Fresh sockets' values of [`inet::OPTIONS`] (as some `values` function reads them), by
+/// (family, type, protocol).
+pub(crate) type FreshOptions = HashMap<(i32, i32, i32), OptionValues>;
+
+/// The options of [`inet::OPTIONS`] the socket at `f` has (read by `values`) that differ
+/// from a fresh socket's of the same `key` (family, type, protocol), made here once per
+/// key and kept in `fresh`; options `keep` refuses are left out.
+pub(crate) fn differing_options(
+    fresh: &mut FreshOptions,
+    f: &Fd,
+    key: (i32, i32, i32),
+    values: impl Fn(BorrowedFd<'_>) -> OptionValues,
+    keep: impl Fn(&inet::SockOpt) -> bool,
+) -> Result<Vec<pb::StasisSockoptEntry>> {
+    let base = match fresh.get(&key) {
+        Some(v) => v.clone(),
+        None => {
+            let s = inet::socket(key.0, key.1, key.2)
+                .ctx(f.pid, || format!("a fresh socket {key:?}"))?;
+            let v = values(s.as_fd());
+            fresh.insert(key, v.clone());
+            v
+        }
+    };
+    let ours = values(f.file.as_fd());
+    Ok(inet::OPTIONS
+        .iter()
+        .zip(ours.into_iter().zip(base))
+        .filter(|(o, _)| keep(o))
+        .filter_map(|(o, (v, fresh))| {
+            let v = v?;
+            (Some(&v) != fresh.as_ref()).then_some(pb::StasisSockoptEntry {
+                level: o.level,
+                name: o.name,
+                value: v,
+            })
+        })
+        .collect())
 }
 
 /// Every option of [`inet::OPTIONS`] of the socket's kind, as `getsockopt` gives it
@@ -464,15 +520,7 @@ pub(crate) fn dump_socket(
     opts: FileOptions,
 ) -> Result<u32> {
     let fd = f.file.as_fd();
-    let own_ns = stasis_sys::fs::stat("/proc/self/ns/net".as_ref())
-        .ctx(f.pid, || "stat of our network namespace".into())?
-        .st_ino;
-    if inet::socket_netns(fd).ctx(f.pid, || format!("fd {}: SIOCGSKNS", f.fd))? != own_ns {
-        return Err(f.unsupported(
-            "it belongs to another network namespace than stasis's; run stasis in the \
-             tree's network namespace (ip netns exec, nsenter --net)",
-        ));
-    }
+    check_netns(f)?;
     let kind = int_opt(f, libc::SOL_SOCKET, libc::SO_TYPE)?;
     let proto = int_opt(f, libc::SOL_SOCKET, libc::SO_PROTOCOL)?;
     let ping =
@@ -572,37 +620,19 @@ pub(crate) fn dump_socket(
     }
     let sk = sk_opts(f)?;
     let reuseaddr = sk.reuseaddr == Some(true);
-    // The table options that differ from a fresh socket's.
-    let fresh = match table.inet.fresh.get(&(family, kind, proto)) {
-        Some(v) => v.clone(),
-        None => {
-            let s = inet::socket(family, kind, proto).ctx(f.pid, || {
-                format!("a fresh socket ({family}, {kind}, {proto})")
-            })?;
-            let v = table_values(s.as_fd(), family, kind, proto);
-            table.inet.fresh.insert((family, kind, proto), v.clone());
-            v
-        }
-    };
-    let ours = table_values(fd, family, kind, proto);
-    let stasis_opts = inet::OPTIONS
-        .iter()
-        .zip(ours.into_iter().zip(fresh))
-        // A connection's segment size and window clamp are its own, set by repair.
-        .filter(|(o, _)| {
+    // The table options that differ from a fresh socket's; a connection's segment size
+    // and window clamp are its own, set by repair.
+    let stasis_opts = differing_options(
+        &mut table.inet.fresh,
+        f,
+        (family, kind, proto),
+        |fd| table_values(fd, family, kind, proto),
+        |o| {
             !(connection
                 && o.level == libc::IPPROTO_TCP
                 && (o.name == libc::TCP_MAXSEG || o.name == libc::TCP_WINDOW_CLAMP))
-        })
-        .filter_map(|(o, (v, fresh))| {
-            let v = v?;
-            (Some(&v) != fresh.as_ref()).then_some(pb::StasisSockoptEntry {
-                level: o.level,
-                name: o.name,
-                value: v,
-            })
-        })
-        .collect();
+        },
+    )?;
     let mut stasis_mcast = Vec::new();
     if kind != libc::SOCK_STREAM {
         let groups = table.inet.groups.get_or_insert_with(host_groups).clone();

@@ -22,11 +22,9 @@ use stasis_images::pb;
 use stasis_sys::netlink::{self as nl, NetlinkDiag, NlAddr};
 use stasis_sys::{Pid, inet, net, process};
 
+use super::inet::{FreshOptions, check_netns, differing_options, int_opt};
 use super::{Fd, FileTable};
 use crate::error::{DumpError, Result, SysContext};
-
-/// Fresh sockets' values of the generic options, by (family, type, protocol).
-pub(crate) type FreshOptions = HashMap<(i32, i32, i32), Vec<Option<Vec<u8>>>>;
 
 /// A socket whose receive queue is taken and put back at the end of the dump.
 #[derive(Debug)]
@@ -54,28 +52,6 @@ pub(crate) struct NetlinkSockets {
     pub queues: Vec<(pb::SkPacketEntry, Vec<u8>)>,
 }
 
-/// Whether the socket at `f` is in stasis's network namespace (sockets of another
-/// cannot be made again from here).
-pub(crate) fn check_netns(f: &Fd) -> Result<()> {
-    let own = stasis_sys::fs::stat("/proc/self/ns/net".as_ref())
-        .ctx(f.pid, || "stat of our network namespace".into())?
-        .st_ino;
-    let ns = inet::socket_netns(f.file.as_fd()).ctx(f.pid, || format!("fd {}: SIOCGSKNS", f.fd))?;
-    if ns != own {
-        return Err(f.unsupported(
-            "it belongs to another network namespace than stasis's; run stasis in the \
-             tree's network namespace (ip netns exec, nsenter --net)",
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn int_opt(f: &Fd, level: i32, name: i32) -> Result<i32> {
-    net::get_int_opt(f.file.as_fd(), level, name).ctx(f.pid, || {
-        format!("fd {}: getsockopt({level}, {name})", f.fd)
-    })
-}
-
 /// The generic (`SOL_SOCKET`) options of [`inet::OPTIONS`] as `getsockopt` gives them.
 fn generic_values(fd: BorrowedFd<'_>) -> Vec<Option<Vec<u8>>> {
     inet::OPTIONS
@@ -95,29 +71,7 @@ pub(crate) fn generic_options(
     f: &Fd,
     key: (i32, i32, i32),
 ) -> Result<Vec<pb::StasisSockoptEntry>> {
-    let base = match fresh.get(&key) {
-        Some(v) => v.clone(),
-        None => {
-            let s = inet::socket(key.0, key.1, key.2)
-                .ctx(f.pid, || format!("a fresh socket {key:?}"))?;
-            let v = generic_values(s.as_fd());
-            fresh.insert(key, v.clone());
-            v
-        }
-    };
-    let ours = generic_values(f.file.as_fd());
-    Ok(inet::OPTIONS
-        .iter()
-        .zip(ours.into_iter().zip(base))
-        .filter_map(|(o, (v, fresh))| {
-            let v = v?;
-            (Some(&v) != fresh.as_ref()).then_some(pb::StasisSockoptEntry {
-                level: o.level,
-                name: o.name,
-                value: v,
-            })
-        })
-        .collect())
+    differing_options(fresh, f, key, generic_values, |_| true)
 }
 
 /// The membership bitmap of `groups` as 32-bit words, without trailing empty words.

@@ -23,7 +23,8 @@ use stasis_sys::packet::{self as pk, PacketDiag};
 use stasis_sys::proc::Vma;
 use stasis_sys::{Pid, net};
 
-use super::netlink::{check_netns, generic_options, int_opt};
+use super::inet::{check_netns, int_opt};
+use super::netlink::generic_options;
 use super::{Fd, FileTable};
 use crate::error::{DumpError, Result, SysContext};
 

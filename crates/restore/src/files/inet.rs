@@ -376,6 +376,18 @@ fn set_options(pid: Pid, fd: BorrowedFd<'_>, e: &pb::InetSkEntry, what: &str) ->
             (o.so_rcvbuf / 2) as i32,
         )?;
     }
+    set_timeouts(pid, fd, o, what)?;
+    Ok(())
+}
+
+/// Gives any socket the send and receive timeouts (`SO_SNDTIMEO`, `SO_RCVTIMEO`) its
+/// options entry has, those that are not the default of none.
+pub(crate) fn set_timeouts(
+    pid: Pid,
+    fd: BorrowedFd<'_>,
+    o: &pb::SkOptsEntry,
+    what: &str,
+) -> Result<()> {
     for (name, t) in [
         (libc::SO_SNDTIMEO, (o.so_snd_tmo_sec, o.so_snd_tmo_usec)),
         (libc::SO_RCVTIMEO, (o.so_rcv_tmo_sec, o.so_rcv_tmo_usec)),

@@ -68,14 +68,7 @@ pub(crate) fn set_generic(
     set(libc::SO_RCVBUFFORCE, (o.so_rcvbuf / 2) as i32)?;
     let lock = o.so_buf_lock.unwrap_or(SNDBUF_LOCK | RCVBUF_LOCK);
     set(libc::SO_BUF_LOCK, lock as i32)?;
-    for (name, t) in [
-        (libc::SO_SNDTIMEO, (o.so_snd_tmo_sec, o.so_snd_tmo_usec)),
-        (libc::SO_RCVTIMEO, (o.so_rcv_tmo_sec, o.so_rcv_tmo_usec)),
-    ] {
-        if t != (0, 0) {
-            net::set_timeval_opt(fd, name, t).ctx(pid, || format!("{what}: timeout {name}"))?;
-        }
-    }
+    super::inet::set_timeouts(pid, fd, o, what)?;
     Ok(())
 }
 

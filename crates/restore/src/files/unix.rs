@@ -628,10 +628,7 @@ fn set_options(pid: Pid, fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) ->
     };
     set_sndbuf(pid, fd, e)?;
     set(libc::SO_RCVBUFFORCE, (o.so_rcvbuf / 2) as i32)?;
-    net::set_timeval_opt(fd, libc::SO_SNDTIMEO, (o.so_snd_tmo_sec, o.so_snd_tmo_usec))
-        .ctx(pid, || format!("{what}: SO_SNDTIMEO"))?;
-    net::set_timeval_opt(fd, libc::SO_RCVTIMEO, (o.so_rcv_tmo_sec, o.so_rcv_tmo_usec))
-        .ctx(pid, || format!("{what}: SO_RCVTIMEO"))?;
+    super::inet::set_timeouts(pid, fd, o, what)?;
     if let Some(p) = o.so_priority.filter(|p| *p != 0) {
         set(libc::SO_PRIORITY, p as i32)?;
     }
