@@ -405,8 +405,8 @@ impl FileTable {
         }
     }
 
-    /// Whether [`FileTable::write_socket_queues`] takes connections from the tree (it
-    /// must then be the last thing before the inventory and the kill).
+    /// Whether [`FileTable::write_socket_queues_and_inventory`] takes connections from the
+    /// tree (it must then be the last thing before the kill).
     pub fn takes_connections(&self) -> bool {
         self.sockets.must_drain()
     }
@@ -481,11 +481,10 @@ impl FileTable {
     }
 
     /// Undoes what the dump did outside its images, after a failure: removes the links
-    /// made for `--link-remap`, puts the terminals' bytes in flight back.
+    /// made for `--link-remap`, then all [`FileTable::put_back`] does.
     pub fn undo(&mut self) {
         self.ghosts.remove_links();
-        self.ttys.put_back();
-        self.inet.release_connections();
+        self.put_back();
     }
 
     /// With `--tcp-established`: locks the TCP connections of the tree's fds, all in one

@@ -318,10 +318,11 @@ impl OpenedFiles {
                         && stasis_sys::inet::is_tcp_connection(i.state)
                 })
         };
-        // Descriptions in flight in queued messages, sent again with them.
-        let first_pid = images.processes.first().map_or(0, |p| p.pid());
+        // Descriptions in flight in queued messages, sent again with them (opened for
+        // the root: nobody holds them).
+        let first = images.processes.first().map_or(0, |p| p.pid());
         for id in unix::in_flight_ids(&images.file_data.sk_queues) {
-            wanted.push((first_pid, id, "a file in flight".to_owned()));
+            wanted.push((first, id, "a file in flight".to_owned()));
         }
         wanted.sort_by_key(|(_, id, _)| (is_notify(*id), is_connection(*id)));
         let mut done = HashSet::new();
@@ -423,13 +424,12 @@ impl OpenedFiles {
             opened.by_id.insert(id, fd);
         }
         // Fake ends and temporary names are not needed once every description exists.
-        let first = images.processes.first().map_or(0, |p| p.pid());
         sockets.finish(images, first)?;
         opened.unix_late = sockets.into_late(images, &opened.by_id, first)?;
         netlinks.finish(images)?;
         pipes.finish();
         ghosts.finish();
-        ptys.finish(images.processes.first().map_or(0, |p| p.pid()))?;
+        ptys.finish(first)?;
         for p in &images.processes {
             for e in &p.fds {
                 opened.holder.entry(e.id).or_insert(p.pid());
